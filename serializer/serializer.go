@@ -1,0 +1,119 @@
+// Package serializer turns task arguments and return values into bytes and
+// back. gotasks stores everything it sends through Redis with one of these;
+// msgpack is the default because it is compact and keeps time.Time and
+// []byte intact, JSON is there for payloads other languages must read.
+package serializer
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Serializer encodes and decodes values. Implementations must be safe for
+// concurrent use.
+type Serializer interface {
+	// Name identifies the format ("msgpack", "json").
+	Name() string
+	// Marshal encodes v. It returns an error, never panics, for values the
+	// format cannot hold (channels, functions, cyclic data).
+	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data into v, which must be a non-nil pointer.
+	Unmarshal(data []byte, v any) error
+}
+
+// Default is the serializer used when none is configured: msgpack.
+var Default Serializer = Msgpack{}
+
+// Msgpack is the msgpack serializer (github.com/vmihailenco/msgpack/v5).
+// Struct fields are named by their `msgpack` tag, falling back to the `json`
+// tag, so a struct tagged for JSON keeps its field names in both formats.
+type Msgpack struct{}
+
+var encPool = sync.Pool{New: func() any {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetCustomStructTag("json")
+	return &pooledEncoder{buf: &buf, enc: enc}
+}}
+
+type pooledEncoder struct {
+	buf *bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// Name returns "msgpack".
+func (Msgpack) Name() string { return "msgpack" }
+
+// Marshal encodes v as msgpack.
+func (Msgpack) Marshal(v any) (out []byte, err error) {
+	pe := encPool.Get().(*pooledEncoder)
+	defer func() {
+		// msgpack panics on a few pathological inputs (for example a nil map
+		// key of interface type); a task payload must never crash the caller.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack: encode %T: %v", v, r)
+		}
+		if pe.buf.Cap() <= 64<<10 { // do not keep huge buffers alive
+			pe.buf.Reset()
+			encPool.Put(pe)
+		}
+	}()
+	pe.buf.Reset()
+	if err := pe.enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("msgpack: encode %T: %w", v, err)
+	}
+	return bytes.Clone(pe.buf.Bytes()), nil
+}
+
+// Unmarshal decodes msgpack data into v.
+func (Msgpack) Unmarshal(data []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack: decode into %T: %v", v, r)
+		}
+	}()
+	dec := msgpack.NewDecoder(bytes.NewReader(data))
+	dec.SetCustomStructTag("json")
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("msgpack: decode into %T: %w", v, err)
+	}
+	return nil
+}
+
+// JSON is the encoding/json serializer.
+type JSON struct{}
+
+// Name returns "json".
+func (JSON) Name() string { return "json" }
+
+// Marshal encodes v as JSON.
+func (JSON) Marshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("json: encode %T: %w", v, err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes JSON data into v.
+func (JSON) Unmarshal(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("json: decode into %T: %w", v, err)
+	}
+	return nil
+}
+
+// ByName returns the serializer called name ("msgpack" or "json").
+func ByName(name string) (Serializer, error) {
+	switch name {
+	case "", "msgpack":
+		return Msgpack{}, nil
+	case "json":
+		return JSON{}, nil
+	}
+	return nil, fmt.Errorf("serializer: unknown format %q (want msgpack or json)", name)
+}

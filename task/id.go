@@ -1,0 +1,51 @@
+package task
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"time"
+)
+
+// crockford is the ULID alphabet: URL-safe, no ambiguous letters, and in
+// ASCII order so that the text sorts like the bytes.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewID returns a new result id: a ULID (48-bit millisecond timestamp, 80
+// random bits, 26 Crockford base32 characters). Ids sort by creation time,
+// are URL-safe and are unique without coordination.
+func NewID() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic("gotasks: crypto/rand failed: " + err.Error()) // the runtime treats this as fatal anyway
+	}
+	return encodeULID(b)
+}
+
+func encodeULID(b [16]byte) string {
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
+	var out [26]byte
+	// 128 bits in 26 groups of 5 bits; the first character carries 3 bits.
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(out[:])
+}
+
+// ValidID reports whether id has the shape of an id made by NewID. Backends
+// use it to refuse junk before it reaches storage.
+func ValidID(id string) bool {
+	if len(id) != 26 || id[0] > '7' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z') || c == 'I' || c == 'L' || c == 'O' || c == 'U' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,151 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gotasks/gotasks/serializer"
+)
+
+// memoryStore keeps results in process memory for the in-process backends.
+type memoryStore struct {
+	name string
+	opts BackendOptions
+	mu   sync.Mutex
+	byID map[string]*RawResult
+	ids  []string // enqueue order
+}
+
+func (m *memoryStore) Name() string     { return m.name }
+func (m *memoryStore) Queues() []string { return slices.Clone(m.opts.Queues) }
+func (m *memoryStore) Serializer() serializer.Serializer {
+	if m.opts.Serializer == nil {
+		return serializer.Default
+	}
+	return m.opts.Serializer
+}
+
+func (m *memoryStore) put(r *RawResult) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byID == nil {
+		m.byID = map[string]*RawResult{}
+	}
+	if _, ok := m.byID[r.ID]; !ok {
+		m.ids = append(m.ids, r.ID)
+	}
+	m.byID[r.ID] = r.clone()
+}
+
+func (m *memoryStore) get(id string) (*RawResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q in backend %q", ErrResultNotFound, id, m.name)
+	}
+	return r.clone(), nil
+}
+
+func (m *memoryStore) all() []*RawResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*RawResult, 0, len(m.ids))
+	for _, id := range m.ids {
+		out = append(out, m.byID[id].clone())
+	}
+	return out
+}
+
+// ImmediateWorkerID is the worker id the ImmediateBackend records.
+const ImmediateWorkerID = "immediate"
+
+// immediateBackend runs each task in the caller's goroutine at Enqueue.
+type immediateBackend struct {
+	memoryStore
+}
+
+// NewImmediateBackend returns a backend that runs each task in the caller's
+// goroutine as it is enqueued, so Enqueue returns a finished result. It is
+// the default when nothing is configured, which makes tasks work in
+// development and tests without a worker. Arguments and return values still
+// go through the serializer, so what works here also works on Redis.
+func NewImmediateBackend(name string, opts BackendOptions) Backend {
+	return &immediateBackend{memoryStore{name: name, opts: opts}}
+}
+
+// Features: no deferral (there is nothing to wait in) and no results from
+// other processes.
+func (b *immediateBackend) Features() Features {
+	return Features{Defer: false, GetResult: false, Priority: true}
+}
+
+// Enqueue runs the task now.
+func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
+	r := NewRawResult(msg, b.Serializer())
+	emit(ctx, hookEnqueued, r.clone())
+	r.Status, r.StartedAt, r.Attempts = StatusRunning, time.Now(), 1
+	r.WorkerIDs = []string{ImmediateWorkerID}
+	Execute(ctx, r)
+	// Kept only until Task.Enqueue picks it up with take.
+	b.put(r)
+	Finished(ctx, r)
+	return nil
+}
+
+// take removes and returns the finished result of msg id; results do not
+// pile up in a long-running process.
+func (b *immediateBackend) take(id string) *RawResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.byID[id]
+	delete(b.byID, id)
+	b.ids = slices.DeleteFunc(b.ids, func(x string) bool { return x == id })
+	return r
+}
+
+// GetResult is not supported: results live only in the Result that Enqueue
+// returned.
+func (b *immediateBackend) GetResult(ctx context.Context, id string) (*RawResult, error) {
+	return nil, fmt.Errorf("backend %q (immediate) keeps no results: %w", b.name, ErrNotSupported)
+}
+
+// DummyBackend stores enqueued tasks without running them, for tests of
+// code that enqueues: inspect what was enqueued with Results.
+type DummyBackend struct {
+	memoryStore
+}
+
+// NewDummyBackend returns a backend that stores tasks and never runs them.
+func NewDummyBackend(name string, opts BackendOptions) *DummyBackend {
+	return &DummyBackend{memoryStore{name: name, opts: opts}}
+}
+
+// Features: everything, since nothing runs.
+func (d *DummyBackend) Features() Features {
+	return Features{Defer: true, GetResult: true, Priority: true}
+}
+
+// Enqueue stores msg as a NEW result.
+func (d *DummyBackend) Enqueue(ctx context.Context, msg *Message) error {
+	d.put(NewRawResult(msg, d.Serializer()))
+	return nil
+}
+
+// GetResult returns the stored result with this id.
+func (d *DummyBackend) GetResult(ctx context.Context, id string) (*RawResult, error) {
+	return d.get(id)
+}
+
+// Results returns every stored result, oldest first.
+func (d *DummyBackend) Results() []*RawResult { return d.all() }
+
+// Clear forgets every stored result.
+func (d *DummyBackend) Clear() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.byID, d.ids = nil, nil
+}

@@ -1,0 +1,102 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Result is a typed handle on an enqueued task and, once it has finished,
+// its return value (django-tasks' TaskResult).
+type Result[R any] struct {
+	ID         string
+	TaskName   string
+	Status     Status
+	Priority   int
+	Queue      string
+	Backend    string
+	EnqueuedAt time.Time
+	RunAfter   time.Time // zero when not deferred
+	StartedAt  time.Time // zero until started
+	FinishedAt time.Time // zero until finished
+	Attempts   int
+	WorkerIDs  []string
+	Err        *Error // non-nil only when Status == StatusFailed
+
+	value   R
+	backend Backend
+}
+
+func newResult[R any](raw *RawResult, b Backend) (*Result[R], error) {
+	r := &Result[R]{backend: b}
+	if err := r.set(raw); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Result[R]) set(raw *RawResult) error {
+	var v R
+	if raw.Status == StatusComplete {
+		if err := raw.Decode(&v); err != nil {
+			return fmt.Errorf("result %s: return value does not decode into %T: %w", raw.ID, v, err)
+		}
+	}
+	r.ID, r.TaskName, r.Status, r.Priority = raw.ID, raw.TaskName, raw.Status, raw.Priority
+	r.Queue, r.Backend = raw.Queue, raw.Backend
+	r.EnqueuedAt, r.RunAfter, r.StartedAt, r.FinishedAt = raw.EnqueuedAt, raw.RunAfter, raw.StartedAt, raw.FinishedAt
+	r.Attempts, r.WorkerIDs, r.Err = raw.Attempts, slices.Clone(raw.WorkerIDs), raw.Err
+	r.value = v
+	return nil
+}
+
+// Value returns the task's return value. It returns ErrNotFinished while the
+// task is NEW or RUNNING, and the task's *Error when it FAILED.
+func (r *Result[R]) Value() (R, error) {
+	var zero R
+	switch r.Status {
+	case StatusComplete:
+		return r.value, nil
+	case StatusFailed:
+		return zero, r.Err
+	}
+	return zero, fmt.Errorf("result %s is %s: %w", r.ID, r.Status, ErrNotFinished)
+}
+
+// IsFinished reports whether the task is COMPLETE or FAILED.
+func (r *Result[R]) IsFinished() bool { return r.Status.IsFinished() }
+
+// Refresh reloads the result from its backend.
+func (r *Result[R]) Refresh(ctx context.Context) error {
+	if r.backend == nil {
+		return fmt.Errorf("refresh %s: result has no backend", r.ID)
+	}
+	raw, err := r.backend.GetResult(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("refresh %s: %w", r.ID, err)
+	}
+	return r.set(raw)
+}
+
+// Wait refreshes the result every interval until it is finished or ctx is
+// done. A zero interval means 50ms. It is a convenience for scripts and
+// tests; services usually read results when they need them.
+func (r *Result[R]) Wait(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = 50 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for !r.IsFinished() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w", r.ID, ctx.Err())
+		case <-t.C:
+		}
+		if err := r.Refresh(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

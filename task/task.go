@@ -1,0 +1,301 @@
+// Package task defines background tasks, enqueues them on a backend and reads
+// their results back: the Go equivalent of django-tasks (Django's DEP 0014).
+//
+// A task is an ordinary function registered by name with Define. Enqueue
+// serializes its arguments and hands them to a backend; a worker process
+// (package worker, with the Redis backend in package broker) finds the code
+// by the task's name, runs it and stores the result, which any process can
+// read back with GetResult.
+package task
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Task is a function registered for background execution. Create one with
+// Define; a Task is immutable, Using returns a modified copy.
+type Task[A, R any] struct {
+	name string
+	fn   func(ctx context.Context, args A) (R, error)
+	cfg  config
+}
+
+// config is the part of a task that Options change.
+type config struct {
+	priority int
+	queue    string
+	backend  string
+	runAfter time.Duration // relative delay, resolved at Enqueue
+	runAt    time.Time     // absolute time; wins over runAfter when set last
+}
+
+// Option changes how a task is enqueued; use it with Define or Using.
+type Option func(*config)
+
+// Priority sets the priority, -100..100; larger runs first. Default 0.
+func Priority(p int) Option { return func(c *config) { c.priority = p } }
+
+// Queue sets the queue name. Default "default".
+func Queue(name string) Option { return func(c *config) { c.queue = name } }
+
+// UseBackend sets the name of the backend (as given to Configure). Default "default".
+func UseBackend(name string) Option { return func(c *config) { c.backend = name } }
+
+// RunAfter defers the task by d from the moment it is enqueued. It replaces
+// an earlier RunAt; a zero or negative d means "as soon as possible".
+func RunAfter(d time.Duration) Option {
+	return func(c *config) { c.runAfter, c.runAt = d, time.Time{} }
+}
+
+// RunAt defers the task until t. It replaces an earlier RunAfter; the zero
+// time means "as soon as possible".
+func RunAt(t time.Time) Option {
+	return func(c *config) { c.runAt, c.runAfter = t, 0 }
+}
+
+// Limits and defaults of the options.
+const (
+	MinPriority     = -100
+	MaxPriority     = 100
+	DefaultPriority = 0
+	DefaultQueue    = "default"
+)
+
+// queueName keeps queue names usable as Redis keys, hash tags and URL
+// segments.
+var queueName = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
+
+// Definition is the type-erased side of a Task that workers use to run it.
+type Definition interface {
+	// Name is the registered task name.
+	Name() string
+	run(ctx context.Context, r *RawResult) (value []byte, fail *Error)
+}
+
+var tasks struct {
+	sync.RWMutex
+	byName map[string]Definition
+}
+
+// Define registers fn as a task under name and returns it. The name is how
+// workers find the code, so it must be unique in the process: defining a
+// name twice panics, like http.Handle. Define is meant for package-level
+// variables, so that every process that imports the package knows the task.
+func Define[A, R any](name string, fn func(ctx context.Context, args A) (R, error), opts ...Option) *Task[A, R] {
+	if name == "" {
+		panic("gotasks: Define with an empty task name")
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("gotasks: Define(%q) with a nil function", name))
+	}
+	t := &Task[A, R]{name: name, fn: fn, cfg: config{queue: DefaultQueue, backend: DefaultBackendName}}
+	for _, o := range opts {
+		o(&t.cfg)
+	}
+	tasks.Lock()
+	defer tasks.Unlock()
+	if tasks.byName == nil {
+		tasks.byName = map[string]Definition{}
+	}
+	if _, dup := tasks.byName[name]; dup {
+		panic(fmt.Sprintf("gotasks: task %q is already defined; task names must be unique in a process", name))
+	}
+	tasks.byName[name] = t
+	return t
+}
+
+// Lookup returns the task registered under name.
+func Lookup(name string) (Definition, bool) {
+	tasks.RLock()
+	defer tasks.RUnlock()
+	d, ok := tasks.byName[name]
+	return d, ok
+}
+
+// Registered returns the names of all defined tasks, sorted.
+func Registered() []string {
+	tasks.RLock()
+	defer tasks.RUnlock()
+	names := make([]string, 0, len(tasks.byName))
+	for n := range tasks.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Name returns the registered name.
+func (t *Task[A, R]) Name() string { return t.name }
+
+// QueueName returns the queue the task is enqueued on.
+func (t *Task[A, R]) QueueName() string { return t.cfg.queue }
+
+// PriorityValue returns the task's priority.
+func (t *Task[A, R]) PriorityValue() int { return t.cfg.priority }
+
+// BackendName returns the name of the backend the task is enqueued on.
+func (t *Task[A, R]) BackendName() string { return t.cfg.backend }
+
+// Using returns a copy of the task with opts applied (django-tasks'
+// .using()). The copy shares the name and the code; the original is unchanged.
+func (t *Task[A, R]) Using(opts ...Option) *Task[A, R] {
+	c := *t
+	for _, o := range opts {
+		o(&c.cfg)
+	}
+	return &c
+}
+
+// Call runs the task's function in the caller's goroutine, without a backend.
+func (t *Task[A, R]) Call(ctx context.Context, args A) (R, error) {
+	return t.fn(ctx, args)
+}
+
+// Enqueue validates the task and its arguments and hands them to the
+// backend. Validation failures wrap ErrInvalidTask (or ErrUnknownBackend)
+// and say what is wrong.
+func (t *Task[A, R]) Enqueue(ctx context.Context, args A) (*Result[R], error) {
+	b, msg, err := t.message(args, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Enqueue(ctx, msg); err != nil {
+		return nil, fmt.Errorf("enqueue %s: %w", t.name, err)
+	}
+	return newResult[R](enqueued(ctx, b, msg), b)
+}
+
+// EnqueueMany enqueues one task per element of args. On backends that
+// support it (Redis) the whole batch is written in one round trip; either
+// every task is validated or none is enqueued.
+func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	var b Backend
+	msgs := make([]*Message, len(args))
+	for i, a := range args {
+		var err error
+		b, msgs[i], err = t.message(a, now)
+		if err != nil {
+			return nil, fmt.Errorf("args[%d]: %w", i, err)
+		}
+	}
+	if be, ok := b.(BatchEnqueuer); ok {
+		if err := be.EnqueueMany(ctx, msgs); err != nil {
+			return nil, fmt.Errorf("enqueue %d × %s: %w", len(msgs), t.name, err)
+		}
+	} else {
+		for i, m := range msgs {
+			if err := b.Enqueue(ctx, m); err != nil {
+				return nil, fmt.Errorf("enqueue %s (%d of %d; the earlier ones are enqueued): %w", t.name, i+1, len(msgs), err)
+			}
+		}
+	}
+	out := make([]*Result[R], len(msgs))
+	for i, m := range msgs {
+		r, err := newResult[R](enqueued(ctx, b, m), b)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// enqueued returns the result of a message the backend accepted and fires
+// the enqueued hook. The ImmediateBackend has already run the task (and fired
+// the hook before running it), so its result is the finished one.
+func enqueued(ctx context.Context, b Backend, msg *Message) *RawResult {
+	if imm, ok := b.(*immediateBackend); ok {
+		if r := imm.take(msg.ID); r != nil {
+			return r
+		}
+	}
+	raw := NewRawResult(msg, serializerOf(b))
+	emit(ctx, hookEnqueued, raw)
+	return raw
+}
+
+// message validates the task against its backend and serializes args.
+func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
+	b, err := BackendFor(t.cfg.backend)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, err)
+	}
+	c := t.cfg
+	f := b.Features()
+	if c.priority < MinPriority || c.priority > MaxPriority {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("priority %d is out of range [%d, %d]", c.priority, MinPriority, MaxPriority))
+	}
+	if c.priority != DefaultPriority && !f.Priority {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("backend %q does not support priorities", b.Name()))
+	}
+	if !queueName.MatchString(c.queue) {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("queue name %q must be 1-100 characters of A-Z a-z 0-9 _ . : -", c.queue))
+	}
+	if allowed := b.Queues(); len(allowed) > 0 && !slices.Contains(allowed, c.queue) {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("queue %q is not allowed by backend %q (allowed: %v)", c.queue, b.Name(), allowed))
+	}
+	var runAfter time.Time
+	switch {
+	case !c.runAt.IsZero():
+		runAfter = c.runAt
+	case c.runAfter > 0:
+		runAfter = now.Add(c.runAfter)
+	}
+	if !runAfter.IsZero() && !f.Defer {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("backend %q does not support RunAfter/RunAt", b.Name()))
+	}
+	payload, err := serializerOf(b).Marshal(args)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments cannot be serialized: %v", err))
+	}
+	return b, &Message{
+		ID: NewID(), TaskName: t.name, Queue: c.queue, Priority: c.priority, Backend: b.Name(),
+		Args: payload, EnqueuedAt: now, RunAfter: runAfter,
+	}, nil
+}
+
+// GetResult fetches the result with this id from the task's backend. It
+// returns ErrResultNotFound for an unknown id and ErrResultMismatch for the
+// id of another task's result.
+func (t *Task[A, R]) GetResult(ctx context.Context, id string) (*Result[R], error) {
+	b, err := BackendFor(t.cfg.backend)
+	if err != nil {
+		return nil, fmt.Errorf("get result %s: %w", id, err)
+	}
+	raw, err := b.GetResult(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get result %s: %w", id, err)
+	}
+	if raw.TaskName != t.name {
+		return nil, fmt.Errorf("get result %s: %w: it is a result of %q, not %q", id, ErrResultMismatch, raw.TaskName, t.name)
+	}
+	return newResult[R](raw, b)
+}
+
+// run decodes the arguments, calls the function and encodes its return
+// value; any failure comes back as fail.
+func (t *Task[A, R]) run(ctx context.Context, r *RawResult) ([]byte, *Error) {
+	var args A
+	if err := r.DecodeArgs(&args); err != nil {
+		return nil, &Error{Type: ErrorTypeDecodeArgs, Message: fmt.Sprintf("arguments of %s do not decode into %T: %v", t.name, args, err)}
+	}
+	v, err := t.fn(ctx, args)
+	if err != nil {
+		return nil, NewError(err)
+	}
+	out, err := r.serializer().Marshal(v)
+	if err != nil {
+		return nil, &Error{Type: ErrorTypeEncodeResult, Message: fmt.Sprintf("return value of %s cannot be serialized: %v", t.name, err)}
+	}
+	return out, nil
+}
