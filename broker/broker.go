@@ -1,0 +1,430 @@
+// Package broker is the Redis backend of gotasks: it stores enqueued tasks,
+// hands them to workers with a lease, and keeps their results.
+//
+// See scripts.go for the key layout and the Lua scripts that make every
+// state change atomic.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/gotasks/gotasks/serializer"
+	"github.com/gotasks/gotasks/task"
+)
+
+// ErrLeaseLost is returned when a worker acts on a task whose lease it no
+// longer holds: the lease expired and the task was requeued, or another
+// attempt claimed it.
+var ErrLeaseLost = errors.New("gotasks: lease lost")
+
+// Options configures the Redis backend. The zero value is usable.
+type Options struct {
+	Name       string                // backend name, default "default"
+	Queues     []string              // allowed queues; empty: any
+	Prefix     string                // key prefix, default "gotasks"
+	ResultTTL  time.Duration         // how long finished results are kept, default 24h
+	Serializer serializer.Serializer // arguments and return values; default msgpack
+}
+
+// Defaults of Options.
+const (
+	DefaultPrefix    = "gotasks"
+	DefaultResultTTL = 24 * time.Hour
+)
+
+// Redis is the Redis backend. It implements task.Backend and the operations
+// workers and schedulers need. It is safe for concurrent use.
+type Redis struct {
+	rdb   redis.UniversalClient
+	opts  Options
+	owned bool // Close closes rdb
+
+	mu     sync.Mutex
+	known  map[string]bool // queues this process has registered in the queue set
+	scache map[string]bool // script SHAs known to be loaded
+}
+
+// New returns a backend on client. The caller keeps ownership of client.
+// Set ContextTimeoutEnabled on the client's options so that context
+// deadlines bound each command.
+func New(client redis.UniversalClient, opts Options) *Redis {
+	if opts.Name == "" {
+		opts.Name = task.DefaultBackendName
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.ResultTTL <= 0 {
+		opts.ResultTTL = DefaultResultTTL
+	}
+	if opts.Serializer == nil {
+		opts.Serializer = serializer.Default
+	}
+	opts.Queues = slices.Clone(opts.Queues)
+	return &Redis{rdb: client, opts: opts, known: map[string]bool{}}
+}
+
+// Open connects to the Redis at url (redis://[user:password@]host:port/db or
+// rediss:// for TLS) and returns a backend that owns the connection.
+func Open(url string, opts Options) (*Redis, error) {
+	ropts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", RedactURL(url), err)
+	}
+	ropts.ContextTimeoutEnabled = true
+	b := New(redis.NewClient(ropts), opts)
+	b.owned = true
+	return b, nil
+}
+
+// RedactURL returns url with any password replaced by "xxxxx", for logs.
+func RedactURL(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return url
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		if user == "" {
+			return url
+		}
+		// redis://password@host is also accepted by some clients
+		return scheme + "://xxxxx" + rest[at:]
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
+
+// Client returns the underlying Redis client.
+func (b *Redis) Client() redis.UniversalClient { return b.rdb }
+
+// Options returns the backend's options with defaults filled in.
+func (b *Redis) Options() Options { return b.opts }
+
+// Name returns the backend name.
+func (b *Redis) Name() string { return b.opts.Name }
+
+// Queues returns the allowed queue names (empty: any).
+func (b *Redis) Queues() []string { return slices.Clone(b.opts.Queues) }
+
+// Serializer returns the serializer for arguments and return values.
+func (b *Redis) Serializer() serializer.Serializer { return b.opts.Serializer }
+
+// Features: everything.
+func (b *Redis) Features() task.Features {
+	return task.Features{Defer: true, GetResult: true, Priority: true}
+}
+
+// Check pings Redis.
+func (b *Redis) Check(ctx context.Context) error {
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection if Open made it.
+func (b *Redis) Close() error {
+	if b.owned {
+		return b.rdb.Close()
+	}
+	return nil
+}
+
+// keys of one queue; see scripts.go.
+type keys struct {
+	tag                                             string
+	tasks, pending, delayed, running, seq, wake, dw string
+}
+
+func (b *Redis) keys(queue string) keys {
+	tag := "{" + b.opts.Prefix + ":" + queue + "}"
+	return keys{
+		tag: tag, tasks: tag + ":tasks", pending: tag + ":pending", delayed: tag + ":delayed",
+		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
+	}
+}
+
+func (k keys) result(id string) string { return k.tag + ":r:" + id }
+
+// queueSet is the set of every queue name ever enqueued to, so that
+// GetResult(id) and "all queues" workers can find them.
+func (b *Redis) queueSet() string { return b.opts.Prefix + ":queues" }
+
+// envelope is the immutable part of a task, opaque to the Lua scripts.
+type envelope struct {
+	_msgpack   struct{} `msgpack:",as_array"`
+	Task       string
+	Args       []byte
+	EnqueuedAt int64 // unix µs
+	RunAfter   int64 // unix µs; 0: not deferred
+}
+
+func encodeEnvelope(m *task.Message) (string, error) {
+	e := envelope{Task: m.TaskName, Args: m.Args, EnqueuedAt: m.EnqueuedAt.UnixMicro()}
+	if !m.RunAfter.IsZero() {
+		e.RunAfter = m.RunAfter.UnixMicro()
+	}
+	raw, err := msgpack.Marshal(&e)
+	if err != nil {
+		return "", fmt.Errorf("encode envelope of %s: %w", m.ID, err)
+	}
+	return string(raw), nil
+}
+
+// Enqueue stores one task.
+func (b *Redis) Enqueue(ctx context.Context, msg *task.Message) error {
+	return b.EnqueueMany(ctx, []*task.Message{msg})
+}
+
+// EnqueueMany stores a batch of tasks in one round trip: one script call per
+// queue, pipelined. Each queue's batch is stored atomically.
+func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
+	byQueue := map[string][]any{}
+	var order []string
+	for _, m := range msgs {
+		env, err := encodeEnvelope(m)
+		if err != nil {
+			return err
+		}
+		var at int64
+		if !m.RunAfter.IsZero() {
+			// Round up so that a task never runs before its run_after.
+			at = int64(math.Ceil(float64(m.RunAfter.UnixMicro()) / 1000))
+		}
+		if _, ok := byQueue[m.Queue]; !ok {
+			order = append(order, m.Queue)
+		}
+		byQueue[m.Queue] = append(byQueue[m.Queue], m.ID, m.Priority, at, env)
+	}
+	if err := b.loadScripts(ctx, enqueueScript); err != nil {
+		return err
+	}
+	pipe := b.rdb.Pipeline()
+	b.mu.Lock()
+	for _, q := range order {
+		if !b.known[q] {
+			pipe.SAdd(ctx, b.queueSet(), q)
+		}
+	}
+	b.mu.Unlock()
+	cmds := make([]*redis.Cmd, len(order))
+	for i, q := range order {
+		k := b.keys(q)
+		cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw}, byQueue[q]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("enqueue %d tasks: %w", len(msgs), err)
+	}
+	b.mu.Lock()
+	for _, q := range order {
+		b.known[q] = true
+	}
+	b.mu.Unlock()
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("enqueue on %s: %w", order[i], err)
+		}
+	}
+	return nil
+}
+
+// loadScripts makes sure the scripts are in Redis' script cache, so that
+// pipelines can use EVALSHA (a pipeline cannot fall back to EVAL by itself).
+// Redis may forget scripts (SCRIPT FLUSH, a restart), so a NOSCRIPT error
+// clears the local memory of what is loaded.
+func (b *Redis) loadScripts(ctx context.Context, scripts ...*redis.Script) error {
+	b.mu.Lock()
+	if b.scache == nil {
+		b.scache = map[string]bool{}
+	}
+	var missing []*redis.Script
+	for _, s := range scripts {
+		if !b.scache[s.Hash()] {
+			missing = append(missing, s)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range missing {
+		if err := loadEverywhere(ctx, b.rdb, s); err != nil {
+			return fmt.Errorf("load script: %w", err)
+		}
+		b.mu.Lock()
+		b.scache[s.Hash()] = true
+		b.mu.Unlock()
+	}
+	return nil
+}
+
+func loadEverywhere(ctx context.Context, rdb redis.UniversalClient, s *redis.Script) error {
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+			return s.Load(ctx, n).Err()
+		})
+	}
+	return s.Load(ctx, rdb).Err()
+}
+
+// run runs a script (EVALSHA, falling back to EVAL when Redis lost it).
+func (b *Redis) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return s.Run(ctx, b.rdb, keys, args...)
+}
+
+// forgetScripts is called on NOSCRIPT from a pipeline.
+func (b *Redis) forgetScripts() {
+	b.mu.Lock()
+	b.scache = nil
+	b.mu.Unlock()
+}
+
+// KnownQueues returns every queue that tasks were ever enqueued on.
+func (b *Redis) KnownQueues(ctx context.Context) ([]string, error) {
+	qs, err := b.rdb.SMembers(ctx, b.queueSet()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	slices.Sort(qs)
+	return qs, nil
+}
+
+// GetResult finds the result with this id in any queue.
+func (b *Redis) GetResult(ctx context.Context, id string) (*task.RawResult, error) {
+	if !task.ValidID(id) {
+		return nil, fmt.Errorf("%w: %q is not a task id", task.ErrResultNotFound, id)
+	}
+	queues, err := b.KnownQueues(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get result %s: %w", id, err)
+	}
+	return b.getFrom(ctx, id, queues)
+}
+
+// GetResultIn reads the result with this id from one queue, skipping the
+// search across queues.
+func (b *Redis) GetResultIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
+	return b.getFrom(ctx, id, []string{queue})
+}
+
+func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.RawResult, error) {
+	if len(queues) == 0 {
+		return nil, fmt.Errorf("%w: %s", task.ErrResultNotFound, id)
+	}
+	if err := b.loadScripts(ctx, getScript); err != nil {
+		return nil, err
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(queues))
+	for i, q := range queues {
+		k := b.keys(q)
+		cmds[i] = getScript.EvalSha(ctx, pipe, []string{k.tasks, k.running, k.result(id)}, id)
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			b.forgetScripts()
+		}
+		return nil, fmt.Errorf("get result %s: %w", id, err)
+	}
+	for i, c := range cmds {
+		vals, err := c.Slice()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get result %s in %s: %w", id, queues[i], err)
+		}
+		return b.decodeGet(id, queues[i], vals)
+	}
+	return nil, fmt.Errorf("%w: %s", task.ErrResultNotFound, id)
+}
+
+func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error) {
+	str := func(i int) string {
+		if i < len(vals) {
+			s, _ := vals[i].(string)
+			return s
+		}
+		return ""
+	}
+	r, err := b.decodeTask(id, queue, str(1))
+	if err != nil {
+		return nil, err
+	}
+	switch str(0) {
+	case "done":
+		r.Status = task.Status(str(2))
+		r.FinishedAt = parseMicros(str(3))
+		if r.Status == task.StatusComplete {
+			r.Value = []byte(str(4))
+		}
+		if e := str(5); e != "" {
+			r.Err = &task.Error{}
+			if err := msgpack.Unmarshal([]byte(e), r.Err); err != nil {
+				return nil, fmt.Errorf("result %s: decode error: %w", id, err)
+			}
+		}
+	case "live":
+		if n, _ := vals[2].(int64); n == 1 {
+			r.Status = task.StatusRunning
+		}
+	}
+	return r, nil
+}
+
+// decodeTask turns a task value (header line and envelope) into a NEW
+// result; callers that know it is running set the status. On a malformed
+// value it returns what it could read (at least the id) and an error wrapping
+// errBadPayload.
+func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
+	r := &task.RawResult{ID: id, Queue: queue, Backend: b.opts.Name, Status: task.StatusNew, Serializer: b.opts.Serializer}
+	header, env, ok := strings.Cut(v, "\n")
+	if !ok {
+		return r, fmt.Errorf("%w: task %s: no header", errBadPayload, id)
+	}
+	f := strings.SplitN(header, " ", 5)
+	if len(f) != 5 {
+		return r, fmt.Errorf("%w: task %s: bad header %q", errBadPayload, id, header)
+	}
+	r.Attempts, _ = strconv.Atoi(f[0])
+	r.Priority, _ = strconv.Atoi(f[1])
+	if f[3] != "0" {
+		r.StartedAt = parseMicros(f[3])
+	}
+	if f[4] != "" {
+		r.WorkerIDs = strings.Split(f[4], ",")
+	}
+	var e envelope
+	if err := msgpack.Unmarshal([]byte(env), &e); err != nil {
+		return r, fmt.Errorf("%w: task %s: envelope does not decode: %v", errBadPayload, id, err)
+	}
+	r.TaskName, r.Args = e.Task, e.Args
+	r.EnqueuedAt = time.UnixMicro(e.EnqueuedAt)
+	if e.RunAfter != 0 {
+		r.RunAfter = time.UnixMicro(e.RunAfter)
+	}
+	return r, nil
+}
+
+var errBadPayload = errors.New("malformed task payload")
+
+func parseMicros(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(n)
+}

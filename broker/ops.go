@@ -1,0 +1,276 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/gotasks/gotasks/task"
+)
+
+// Claimed is a task a worker has claimed: a RUNNING result whose Attempts
+// is the fencing token of this attempt. If the stored task could not be
+// decoded, Result holds what could be read and Bad says why; the worker must
+// Finish it as FAILED.
+type Claimed struct {
+	Result *task.RawResult
+	Bad    error
+}
+
+// Claim takes up to n ready tasks from queues for workerID and leases them
+// for lease. The highest priority wins across queues, and ties go to the
+// oldest task; each claim is atomic within its queue.
+func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
+	if n <= 0 || len(queues) == 0 {
+		return nil, nil
+	}
+	order := queues
+	if len(queues) > 1 {
+		var err error
+		if order, err = b.byHead(ctx, queues); err != nil {
+			return nil, err
+		}
+	}
+	var out []Claimed
+	for _, q := range order {
+		got, err := b.claimOne(ctx, q, n-len(out), lease, workerID)
+		out = append(out, got...)
+		if err != nil {
+			return out, err
+		}
+		if len(out) == n {
+			break
+		}
+	}
+	return out, nil
+}
+
+// byHead orders the queues that have ready tasks by the score of their
+// first task (priority, then age).
+func (b *Redis) byHead(ctx context.Context, queues []string) ([]string, error) {
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, len(queues))
+	for i, q := range queues {
+		cmds[i] = pipe.ZRangeWithScores(ctx, b.keys(q).pending, 0, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("peek queues: %w", err)
+	}
+	type head struct {
+		q     string
+		score float64
+	}
+	var heads []head
+	for i, c := range cmds {
+		if z := c.Val(); len(z) > 0 {
+			heads = append(heads, head{queues[i], z[0].Score})
+		}
+	}
+	slices.SortStableFunc(heads, func(a, b head) int {
+		switch {
+		case a.score < b.score:
+			return -1
+		case a.score > b.score:
+			return 1
+		}
+		return 0
+	})
+	out := make([]string, len(heads))
+	for i, h := range heads {
+		out[i] = h.q
+	}
+	return out, nil
+}
+
+func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
+	k := b.keys(queue)
+	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake}, n, lease.Milliseconds(), workerID).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("claim from %s: %w", queue, err)
+	}
+	out := make([]Claimed, 0, (len(vals)-1)/2)
+	for i := 1; i+1 < len(vals); i += 2 {
+		id, _ := vals[i].(string)
+		v, _ := vals[i+1].(string)
+		r, err := b.decodeTask(id, queue, v)
+		r.Status = task.StatusRunning
+		out = append(out, Claimed{Result: r, Bad: err})
+	}
+	return out, nil
+}
+
+// Renew extends the leases of running tasks of one queue that the caller
+// still holds, and returns the ids of those whose lease it lost.
+func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResult, lease time.Duration) (lost []string, err error) {
+	if len(running) == 0 {
+		return nil, nil
+	}
+	k := b.keys(queue)
+	args := make([]any, 0, 1+2*len(running))
+	args = append(args, lease.Milliseconds())
+	for _, r := range running {
+		args = append(args, r.ID, r.Attempts)
+	}
+	lost, err = b.run(ctx, renewScript, []string{k.running, k.tasks}, args...).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("renew %d leases on %s: %w", len(running), queue, err)
+	}
+	return lost, nil
+}
+
+// Finish stores the final state of r (COMPLETE with r.Value, or FAILED with
+// r.Err) and releases its lease, if the caller still holds the lease of
+// attempt r.Attempts; otherwise it returns ErrLeaseLost and changes nothing.
+// It sets r.FinishedAt to the time Redis recorded.
+func (b *Redis) Finish(ctx context.Context, r *task.RawResult) error {
+	if !r.Status.IsFinished() {
+		return fmt.Errorf("finish %s: status %s is not final", r.ID, r.Status)
+	}
+	var errBlob []byte
+	if r.Err != nil {
+		var err error
+		if errBlob, err = msgpack.Marshal(r.Err); err != nil {
+			return fmt.Errorf("finish %s: encode error: %w", r.ID, err)
+		}
+	}
+	k := b.keys(r.Queue)
+	us, err := b.run(ctx, finishScript, []string{k.running, k.tasks, k.result(r.ID)},
+		r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("finish %s: %w", r.ID, err)
+	}
+	if us == 0 {
+		return fmt.Errorf("finish %s attempt %d: %w", r.ID, r.Attempts, ErrLeaseLost)
+	}
+	r.FinishedAt = time.UnixMicro(us)
+	return nil
+}
+
+// Requeue hands running tasks of one queue back to it at once, at their
+// original place, if the caller still holds their leases. It returns how
+// many were requeued.
+func (b *Redis) Requeue(ctx context.Context, queue string, running []*task.RawResult) (int, error) {
+	if len(running) == 0 {
+		return 0, nil
+	}
+	k := b.keys(queue)
+	args := make([]any, 0, 2*len(running))
+	for _, r := range running {
+		args = append(args, r.ID, r.Attempts)
+	}
+	n, err := b.run(ctx, requeueScript, []string{k.running, k.pending, k.tasks, k.wake}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("requeue %d tasks on %s: %w", len(running), queue, err)
+	}
+	return n, nil
+}
+
+// Reap returns up to limit tasks of queue whose lease expired to the queue.
+// It also returns when the next lease expires (zero: nothing is running).
+func (b *Redis) Reap(ctx context.Context, queue string, limit int) (int, time.Time, error) {
+	k := b.keys(queue)
+	n, next, err := pair(b.run(ctx, reapScript, []string{k.running, k.pending, k.tasks, k.wake}, limit))
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
+	}
+	return n, next, nil
+}
+
+// Promote makes up to limit deferred tasks of queue whose run_after has come
+// ready. It also returns the next run_after (zero: nothing is deferred).
+func (b *Redis) Promote(ctx context.Context, queue string, limit int) (int, time.Time, error) {
+	k := b.keys(queue)
+	n, next, err := pair(b.run(ctx, promoteScript, []string{k.delayed, k.pending, k.tasks, k.seq, k.wake}, limit))
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("promote %s: %w", queue, err)
+	}
+	return n, next, nil
+}
+
+func pair(c *redis.Cmd) (int, time.Time, error) {
+	v, err := c.Int64Slice()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if len(v) != 2 {
+		return 0, time.Time{}, fmt.Errorf("script returned %d values, want 2", len(v))
+	}
+	var next time.Time
+	if v[1] >= 0 {
+		next = time.UnixMilli(v[1])
+	}
+	return int(v[0]), next, nil
+}
+
+// WaitReady blocks until a task may be ready on one of queues, timeout
+// passes or ctx is done. It consumes the queue's wake-up token, so callers
+// must try to claim afterwards (and the claim passes the token on if work
+// remains). A true result is a hint, not a promise.
+func (b *Redis) WaitReady(ctx context.Context, queues []string, timeout time.Duration) (bool, error) {
+	ks := make([]string, len(queues))
+	for i, q := range queues {
+		ks[i] = b.keys(q).wake
+	}
+	return b.block(ctx, ks, timeout)
+}
+
+// WaitDeferred blocks until a deferred task is enqueued on queue, timeout
+// passes or ctx is done; schedulers use it to sleep until the next due time
+// without missing an earlier newcomer.
+func (b *Redis) WaitDeferred(ctx context.Context, queue string, timeout time.Duration) (bool, error) {
+	return b.block(ctx, []string{b.keys(queue).dw}, timeout)
+}
+
+func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (bool, error) {
+	// BLPOP takes the timeout in seconds with millisecond resolution; 0
+	// would mean forever.
+	timeout = max(timeout.Round(time.Millisecond), time.Millisecond)
+	// go-redis does not interrupt a blocking read when ctx is cancelled, so
+	// the command runs on its own and a cancelled caller returns at once. A
+	// token popped after the caller left is pushed back for someone else.
+	var abandoned atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		res, err := b.rdb.BLPop(context.WithoutCancel(ctx), timeout, ks...).Result()
+		if err == nil && abandoned.Load() && len(res) == 2 {
+			b.rdb.RPush(context.WithoutCancel(ctx), res[0], res[1])
+		}
+		done <- err
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		abandoned.Store(true)
+		return false, ctx.Err()
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	}
+	return false, fmt.Errorf("wait on %v: %w", ks, err)
+}
+
+// Counts are the sizes of one queue's sets.
+type Counts struct {
+	Pending, Deferred, Running int64
+}
+
+// Count returns how many tasks of queue are pending, deferred and running.
+func (b *Redis) Count(ctx context.Context, queue string) (Counts, error) {
+	k := b.keys(queue)
+	pipe := b.rdb.Pipeline()
+	p, d, r := pipe.ZCard(ctx, k.pending), pipe.ZCard(ctx, k.delayed), pipe.ZCard(ctx, k.running)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Counts{}, fmt.Errorf("count %s: %w", queue, err)
+	}
+	return Counts{Pending: p.Val(), Deferred: d.Val(), Running: r.Val()}, nil
+}

@@ -1,0 +1,272 @@
+package broker
+
+import (
+	"github.com/redis/go-redis/v9"
+)
+
+// Every state change that touches more than one key is one of these Lua
+// scripts, so a crash (of a worker or of Redis) never leaves a task
+// half-moved. All keys a script touches carry the queue's hash tag
+// ({prefix:queue}) and are passed in KEYS; nothing is built from ARGV, so
+// the scripts run unchanged on Redis Cluster and behind cluster proxies.
+//
+// Per queue q (tag T = "{prefix:q}"):
+//
+//	T:tasks    hash    id → "<attempts> <priority> <seq> <started_us> <worker,ids>\n<envelope>"
+//	                   for every unfinished task (NEW, deferred or RUNNING)
+//	T:pending  zset    ready ids, score = (100-priority)·2^45 + seq: priority first, FIFO within it
+//	T:delayed  zset    deferred ids, score = run_after in unix ms
+//	T:running  zset    claimed ids, score = lease expiry in unix ms
+//	T:seq      string  last sequence number (FIFO order; also a coarse clock for ties across queues)
+//	T:wake     list    wake-up token for idle workers (at most one)
+//	T:dwake    list    wake-up token for schedulers (a new deferred task)
+//	T:r:<id>   hash    the finished result (COMPLETE or FAILED); expires after ResultTTL
+//
+// The envelope is msgpack written by Go and opaque to Lua; the header line is
+// the mutable state the scripts maintain. A task is in exactly one of
+// pending, delayed or running while it is unfinished, and in none once its
+// result hash exists.
+
+// prelude holds the helpers every script shares. Numbers are formatted with
+// %.0f because Lua's default %.14g would round scores and timestamps.
+const prelude = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function now_us()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
+local function num(x) return string.format('%.0f', x) end
+local function score(prio, seq) return num((100 - prio) * 35184372088832 + seq) end
+-- parse splits a task value into its header fields and the envelope.
+local function parse(v)
+  local nl = string.find(v, '\n', 1, true)
+  local a, p, s, st, w = string.match(string.sub(v, 1, nl - 1), '^(%d+) (%-?%d+) (%d+) (%d+) ?(.*)$')
+  return tonumber(a), tonumber(p), tonumber(s), st, w, string.sub(v, nl + 1)
+end
+local function pack(a, p, s, st, w, env)
+  return a .. ' ' .. p .. ' ' .. num(s) .. ' ' .. st .. ' ' .. w .. '\n' .. env
+end
+-- next_seq keeps FIFO order exact within a queue and roughly comparable
+-- across queues: max(last+1, 16 per millisecond since 2025-01-01).
+local function next_seq(seqkey, ms)
+  local last = tonumber(redis.call('GET', seqkey) or '0')
+  return math.max(last + 1, (ms - 1735689600000) * 16)
+end
+local function wake(key)
+  if redis.call('LLEN', key) == 0 then redis.call('RPUSH', key, '1') end
+end
+-- holds reports whether the running task id is still attempt number att.
+local function holds(running, tasks, id, att)
+  if not redis.call('ZSCORE', running, id) then return nil end
+  local v = redis.call('HGET', tasks, id)
+  if not v then return nil end
+  local a = parse(v)
+  if a ~= tonumber(att) then return nil end
+  return v
+end
+`
+
+// enqueueScript stores tasks and makes them ready, or deferred until their
+// run_after.
+//
+//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
+//	ARGV    groups of 4: id, priority, run_after_ms (0: now), envelope
+//
+// Returns the number of tasks stored. Fails without writing anything if an
+// id already exists.
+var enqueueScript = redis.NewScript(prelude + `
+for i = 1, #ARGV, 4 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    return redis.error_reply('gotasks: duplicate task id ' .. ARGV[i])
+  end
+end
+local ms = now_ms()
+local seq = nil
+local ready, deferred = 0, 0
+for i = 1, #ARGV, 4 do
+  local id, prio, at = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local s = 0
+  if at > ms then
+    redis.call('ZADD', KEYS[3], num(at), id)
+    deferred = deferred + 1
+  else
+    if not seq then seq = next_seq(KEYS[4], ms) else seq = seq + 1 end
+    s = seq
+    redis.call('ZADD', KEYS[2], score(prio, s), id)
+    ready = ready + 1
+  end
+  redis.call('HSET', KEYS[1], id, pack(0, prio, s, '0', '', ARGV[i + 3]))
+end
+if ready > 0 then
+  redis.call('SET', KEYS[4], num(seq))
+  wake(KEYS[5])
+end
+if deferred > 0 then wake(KEYS[6]) end
+return ready + deferred
+`)
+
+// claimScript takes up to n ready tasks of one queue, highest priority
+// first, marks them RUNNING and gives them a lease.
+//
+//	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake
+//	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id
+//
+// Returns {now_us, id1, value1, id2, value2, ...} with the updated values.
+// If ready tasks remain it leaves a wake token, so that another idle worker
+// joins in (a chain of wake-ups instead of a thundering herd).
+var claimScript = redis.NewScript(prelude + `
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local ms, us = now_ms(), now_us()
+local expiry = num(ms + tonumber(ARGV[2]))
+local out = {us}
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local v = redis.call('HGET', KEYS[3], id)
+  if v then
+    local a, p, s, st, w, env = parse(v)
+    if w == '' then w = ARGV[3] else w = w .. ',' .. ARGV[3] end
+    v = pack(a + 1, p, s, us, w, env)
+    redis.call('HSET', KEYS[3], id, v)
+    redis.call('ZADD', KEYS[2], expiry, id)
+    out[#out + 1] = id
+    out[#out + 1] = v
+  end
+end
+if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
+return out
+`)
+
+// renewScript extends the leases of running tasks that this worker still
+// holds.
+//
+//	KEYS[1] running  KEYS[2] tasks
+//	ARGV[1] lease_ms, then pairs: id, attempt
+//
+// Returns the ids whose lease was lost (requeued, or claimed again by
+// another attempt); those are not renewed.
+var renewScript = redis.NewScript(prelude + `
+local expiry = num(now_ms() + tonumber(ARGV[1]))
+local lost = {}
+for i = 2, #ARGV, 2 do
+  if holds(KEYS[1], KEYS[2], ARGV[i], ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+`)
+
+// finishScript writes the result of a finished attempt, if its worker
+// still holds the lease for that attempt (fencing: a worker that lost its
+// lease cannot overwrite a newer attempt's result).
+//
+//	KEYS[1] running  KEYS[2] tasks  KEYS[3] result
+//	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error  ARGV[6] ttl_ms
+//
+// Returns the finish time in unix µs, or 0 when the lease was lost.
+var finishScript = redis.NewScript(prelude + `
+local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if not v then return 0 end
+local us = now_us()
+redis.call('HSET', KEYS[3], 't', v, 's', ARGV[3], 'f', us, 'v', ARGV[4], 'e', ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return us
+`)
+
+// requeueScript hands running tasks straight back to their queue, at their
+// original place (graceful shutdown), if this worker still holds them.
+//
+//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake
+//	ARGV    pairs: id, attempt
+//
+// Returns the number of tasks requeued.
+var requeueScript = redis.NewScript(prelude + `
+local n = 0
+for i = 1, #ARGV, 2 do
+  local v = holds(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1])
+  if v then
+    local a, p, s = parse(v)
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZADD', KEYS[2], score(p, s), ARGV[i])
+    n = n + 1
+  end
+end
+if n > 0 then wake(KEYS[4]) end
+return n
+`)
+
+// reapScript returns tasks whose lease expired (their worker died or hung)
+// to their queue, at their original place, so that they run again.
+//
+//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake
+//	ARGV[1] limit
+//
+// Returns {requeued, next lease expiry in unix ms or -1}.
+var reapScript = redis.NewScript(prelude + `
+local ms = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(ms), 'LIMIT', 0, ARGV[1])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local v = redis.call('HGET', KEYS[3], id)
+  if v then
+    local a, p, s = parse(v)
+    redis.call('ZADD', KEYS[2], score(p, s), id)
+  end
+end
+if #ids > 0 then wake(KEYS[4]) end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {#ids, -1} end
+return {#ids, tonumber(nxt[2])}
+`)
+
+// promoteScript moves deferred tasks whose run_after has come to the ready
+// set. Idempotent, so any number of schedulers may run it.
+//
+//	KEYS[1] delayed  KEYS[2] pending  KEYS[3] tasks  KEYS[4] seq  KEYS[5] wake
+//	ARGV[1] limit
+//
+// Returns {promoted, next run_after in unix ms or -1}.
+var promoteScript = redis.NewScript(prelude + `
+local ms = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(ms), 'LIMIT', 0, ARGV[1])
+local seq = nil
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local v = redis.call('HGET', KEYS[3], id)
+  if v then
+    if not seq then seq = next_seq(KEYS[4], ms) else seq = seq + 1 end
+    local a, p, s, st, w, env = parse(v)
+    redis.call('HSET', KEYS[3], id, pack(a, p, seq, st, w, env))
+    redis.call('ZADD', KEYS[2], score(p, seq), id)
+  end
+end
+if seq then
+  redis.call('SET', KEYS[4], num(seq))
+  wake(KEYS[5])
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {#ids, -1} end
+return {#ids, tonumber(nxt[2])}
+`)
+
+// getScript reads one task's state in one consistent step.
+//
+//	KEYS[1] tasks  KEYS[2] running  KEYS[3] result
+//	ARGV[1] id
+//
+// Returns {'done', value, status, finished_us, return, error},
+// {'live', value, running (0/1)} or nil.
+var getScript = redis.NewScript(`
+local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e')
+if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5]} end
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return nil end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {'live', v, 1} end
+return {'live', v, 0}
+`)

@@ -1,0 +1,496 @@
+// Package worker runs tasks from the Redis backend: a pool of goroutines that
+// claim tasks, run them, write their results back and hold a lease on each
+// while it runs, so that a crashed worker's tasks come back.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/backoff"
+	"github.com/gotasks/gotasks/scheduler"
+	"github.com/gotasks/gotasks/task"
+)
+
+// Options configures a Worker. The zero value serves every queue with
+// runtime.NumCPU() goroutines.
+type Options struct {
+	// Queues to serve; order is only a tie-break, priority rules. Empty, or
+	// containing "*": every queue known to the broker, minus Exclude.
+	Queues []string
+	// Exclude lists queues not to serve when Queues is "*".
+	Exclude []string
+	// Concurrency is the number of tasks run at once. Default runtime.NumCPU().
+	Concurrency int
+	// WorkerID names this worker in results and logs. Default
+	// hostname-pid-random. Spaces and commas are replaced by '_'.
+	WorkerID string
+	// MaxTasks makes Run return after claiming this many tasks (and
+	// finishing them); 0 = unlimited.
+	MaxTasks int
+	// Batch makes Run return once the queues have no ready task and nothing
+	// is running (for cron-style runs); deferred tasks not yet due are left.
+	Batch bool
+	// ShutdownTimeout is how long in-flight tasks may finish after ctx is
+	// done; the unfinished ones are then handed back to their queues at
+	// once. Default 10s.
+	ShutdownTimeout time.Duration
+	// LeaseDuration: a claimed task returns to its queue if its worker stops
+	// renewing the lease for this long. Default 30s; renewed every third of it.
+	LeaseDuration time.Duration
+	// PollInterval bounds how long an idle worker blocks waiting for a
+	// wake-up before it looks at the queues again (a safety net: wake-ups
+	// normally arrive within milliseconds). Default 1s.
+	PollInterval time.Duration
+	// NoScheduler turns off the scheduler that runs inside the worker
+	// (promoting deferred tasks and requeueing expired leases). Some process
+	// must run one.
+	NoScheduler bool
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultLeaseDuration   = 30 * time.Second
+	DefaultPollInterval    = time.Second
+)
+
+// Worker claims and runs tasks. Create one with New and call Run.
+type Worker struct {
+	b    *broker.Redis
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	inflight map[string]*job
+
+	processed atomic.Int64
+
+	qmu      sync.Mutex
+	queues   []string
+	queuesAt time.Time
+}
+
+type job struct {
+	r          *task.RawResult
+	ctx        context.Context
+	cancel     context.CancelFunc
+	handedBack atomic.Bool
+}
+
+// New returns a worker for b.
+func New(b *broker.Redis, opts Options) *Worker {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = runtime.NumCPU()
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.LeaseDuration <= 0 {
+		opts.LeaseDuration = DefaultLeaseDuration
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.WorkerID == "" {
+		opts.WorkerID = defaultWorkerID()
+	}
+	// The id is stored in a space- and comma-separated header (see broker).
+	opts.WorkerID = strings.Map(func(r rune) rune {
+		if r == ' ' || r == ',' || r == '\n' || r == '\t' || r == '\r' {
+			return '_'
+		}
+		return r
+	}, opts.WorkerID)
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	opts.Queues = slices.Clone(opts.Queues)
+	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[string]*job{}}
+}
+
+func defaultWorkerID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "worker"
+	}
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+}
+
+// ID returns the worker id.
+func (w *Worker) ID() string { return w.opts.WorkerID }
+
+// Processed returns how many tasks this worker has finished (COMPLETE or
+// FAILED) since it started.
+func (w *Worker) Processed() int64 { return w.processed.Load() }
+
+// Run claims and runs tasks until ctx is done (or MaxTasks / Batch say
+// stop). Then it stops claiming, lets in-flight tasks finish for
+// ShutdownTimeout, hands the rest straight back to their queues, and
+// returns nil.
+//
+// A task that ignores its context may still be running in its goroutine
+// when Run returns; its lease is gone by then, so whatever it writes later
+// is refused and the task runs again elsewhere.
+func (w *Worker) Run(ctx context.Context) error {
+	w.log.Info("worker started", "queues", w.describeQueues(), "concurrency", w.opts.Concurrency)
+	var bg sync.WaitGroup
+	defer bg.Wait()
+
+	// Tasks, lease renewal and result writes outlive ctx for the shutdown
+	// window; they have their own cancellation.
+	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelTasks()
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRenew()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		w.renewLoop(renewCtx)
+	}()
+	schedCtx, stopSched := context.WithCancel(ctx)
+	defer stopSched()
+	// Batch mode promotes due tasks itself when the queues run dry.
+	if !w.opts.NoScheduler && !w.opts.Batch {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			scheduler.New(w.b, scheduler.Options{Queues: w.staticQueues(), Exclude: w.opts.Exclude, Logger: w.log}).Run(schedCtx)
+		}()
+	}
+
+	var running sync.WaitGroup
+	finished := make(chan struct{}, 1) // a task finished (batch mode waits on it)
+	w.fetch(ctx, taskCtx, &running, finished)
+
+	done := make(chan struct{})
+	go func() {
+		running.Wait()
+		close(done)
+	}()
+	// Stopping for MaxTasks or Batch lets running tasks finish; a cancelled
+	// ctx gives them ShutdownTimeout.
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done:
+		case <-time.After(w.opts.ShutdownTimeout):
+			w.handBack()
+			cancelTasks()
+		}
+	}
+	w.log.Info("worker stopped", "processed", w.Processed())
+	return nil
+}
+
+// fetch is the claiming loop. It returns when ctx is done, MaxTasks are
+// claimed, or (Batch) the queues are empty.
+func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, finished chan struct{}) {
+	slots := make(chan struct{}, w.opts.Concurrency)
+	release := func() { <-slots }
+	var bo backoff.Backoff
+	claimed := 0
+	for ctx.Err() == nil {
+		if w.opts.MaxTasks > 0 && claimed >= w.opts.MaxTasks {
+			return
+		}
+		// Take one free slot (waiting for it), then every other free one.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < w.opts.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		if w.opts.MaxTasks > 0 && n > w.opts.MaxTasks-claimed {
+			for ; n > w.opts.MaxTasks-claimed; n-- {
+				release()
+			}
+		}
+		qs, err := w.currentQueues(ctx)
+		var got []broker.Claimed
+		if err == nil {
+			got, err = w.b.Claim(ctx, qs, n, w.opts.LeaseDuration, w.opts.WorkerID)
+		}
+		for _, c := range got {
+			running.Add(1)
+			j := w.track(taskCtx, c.Result)
+			go func() {
+				defer running.Done()
+				defer release()
+				w.execute(taskCtx, j, c.Bad)
+				select {
+				case finished <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		claimed += len(got)
+		for i := len(got); i < n; i++ {
+			release()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := bo.Next()
+			w.log.Warn("worker: cannot claim, backing off", "err", err, "retry_in", d)
+			backoff.Sleep(ctx, d)
+			continue
+		}
+		bo.Reset()
+		if len(got) > 0 {
+			continue
+		}
+		if w.opts.Batch {
+			if w.idle(ctx, qs, finished) {
+				return
+			}
+			continue
+		}
+		if len(qs) == 0 {
+			backoff.Sleep(ctx, w.opts.PollInterval)
+			continue
+		}
+		if _, err := w.b.WaitReady(ctx, qs, w.opts.PollInterval); err != nil && ctx.Err() == nil {
+			d := bo.Next()
+			w.log.Warn("worker: cannot wait for tasks, backing off", "err", err, "retry_in", d)
+			backoff.Sleep(ctx, d)
+		}
+	}
+}
+
+// idle decides, in batch mode, whether the work is done: nothing running,
+// and nothing ready even after promoting due deferred tasks. Otherwise it
+// waits for a running task to finish.
+func (w *Worker) idle(ctx context.Context, qs []string, finished chan struct{}) bool {
+	w.mu.Lock()
+	n := len(w.inflight)
+	w.mu.Unlock()
+	if n > 0 {
+		select {
+		case <-finished:
+		case <-ctx.Done():
+		}
+		return false
+	}
+	s := scheduler.New(w.b, scheduler.Options{Logger: w.log})
+	for _, q := range qs {
+		if _, err := s.Tick(ctx, q); err != nil {
+			w.log.Warn("worker: promote deferred tasks", "queue", q, "err", err)
+			return false
+		}
+	}
+	for _, q := range qs {
+		c, err := w.b.Count(ctx, q)
+		if err != nil || c.Pending > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// track registers a claimed task as in flight (its lease is renewed from
+// now on) and gives it a context of its own, cancelled if the lease is lost.
+func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
+	jctx, cancel := context.WithCancel(ctx)
+	j := &job{r: r, ctx: jctx, cancel: cancel}
+	w.mu.Lock()
+	w.inflight[r.ID] = j
+	w.mu.Unlock()
+	return j
+}
+
+// execute runs one claimed task and stores its result. bad is set when the
+// stored task could not be decoded.
+func (w *Worker) execute(ctx context.Context, j *job, bad error) {
+	r := j.r
+	log := w.log.With("task", r.TaskName, "id", r.ID, "queue", r.Queue, "attempt", r.Attempts)
+	defer func() {
+		j.cancel()
+		w.mu.Lock()
+		delete(w.inflight, r.ID)
+		w.mu.Unlock()
+	}()
+
+	start := time.Now()
+	if bad != nil {
+		// Nothing can run it; fail it with the reason rather than drop it.
+		r.Status, r.FinishedAt = task.StatusFailed, time.Now()
+		r.Err = &task.Error{Type: task.ErrorTypeBadPayload, Message: bad.Error()}
+	} else {
+		log.Debug("task started")
+		task.Execute(j.ctx, r)
+	}
+	if j.handedBack.Load() {
+		log.Info("task handed back to its queue at shutdown", "duration", time.Since(start))
+		return
+	}
+	if err := w.finish(ctx, r); err != nil {
+		if errors.Is(err, broker.ErrLeaseLost) {
+			log.Warn("task finished after its lease was lost; result discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
+		} else {
+			log.Error("task result not stored; it will run again when its lease expires", "err", err)
+		}
+		return
+	}
+	w.processed.Add(1)
+	if r.Status == task.StatusFailed {
+		log.Warn("task failed", "duration", time.Since(start), "error", r.Err.Error())
+	} else {
+		log.Info("task complete", "duration", time.Since(start))
+	}
+	task.Finished(ctx, r)
+}
+
+// finish writes the result, retrying while Redis is unreachable; it gives
+// up on a lost lease or when the worker's task context ends.
+func (w *Worker) finish(ctx context.Context, r *task.RawResult) error {
+	var bo backoff.Backoff
+	for {
+		err := w.b.Finish(ctx, r)
+		if err == nil || errors.Is(err, broker.ErrLeaseLost) || ctx.Err() != nil {
+			return err
+		}
+		d := bo.Next()
+		w.log.Warn("worker: cannot store result, retrying", "id", r.ID, "err", err, "retry_in", d)
+		if !backoff.Sleep(ctx, d) {
+			return err
+		}
+	}
+}
+
+// renewLoop extends the leases of in-flight tasks every third of the lease,
+// and cancels the tasks whose lease was lost.
+func (w *Worker) renewLoop(ctx context.Context) {
+	t := time.NewTicker(w.opts.LeaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for q, jobs := range w.byQueue() {
+			rs := make([]*task.RawResult, len(jobs))
+			for i, j := range jobs {
+				rs[i] = j.r
+			}
+			lost, err := w.b.Renew(ctx, q, rs, w.opts.LeaseDuration)
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn("worker: cannot renew leases", "queue", q, "err", err)
+				}
+				continue
+			}
+			for _, id := range lost {
+				w.mu.Lock()
+				j := w.inflight[id]
+				w.mu.Unlock()
+				if j != nil {
+					w.log.Warn("worker: lost the lease of a running task; cancelling it", "id", id, "task", j.r.TaskName, "attempt", j.r.Attempts)
+					j.cancel()
+				}
+			}
+		}
+	}
+}
+
+func (w *Worker) byQueue() map[string][]*job {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := map[string][]*job{}
+	for _, j := range w.inflight {
+		m[j.r.Queue] = append(m[j.r.Queue], j)
+	}
+	return m
+}
+
+// handBack returns every task still running to its queue, so that another
+// worker picks it up at once instead of after the lease.
+func (w *Worker) handBack() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for q, jobs := range w.byQueue() {
+		rs := make([]*task.RawResult, len(jobs))
+		for i, j := range jobs {
+			j.handedBack.Store(true)
+			rs[i] = j.r
+		}
+		n, err := w.b.Requeue(ctx, q, rs)
+		if err != nil {
+			w.log.Error("worker: cannot hand tasks back; they return when their leases expire", "queue", q, "count", len(rs), "err", err)
+			continue
+		}
+		w.log.Info("worker: handed unfinished tasks back to their queue", "queue", q, "count", n)
+	}
+}
+
+const queueRefresh = 5 * time.Second
+
+func (w *Worker) allQueues() bool {
+	return len(w.opts.Queues) == 0 || slices.Contains(w.opts.Queues, "*")
+}
+
+// staticQueues returns the configured queues, or nil for "every queue".
+func (w *Worker) staticQueues() []string {
+	if w.allQueues() {
+		return nil
+	}
+	return w.opts.Queues
+}
+
+func (w *Worker) describeQueues() string {
+	if w.allQueues() {
+		if len(w.opts.Exclude) > 0 {
+			return "* except " + strings.Join(w.opts.Exclude, ",")
+		}
+		return "*"
+	}
+	return strings.Join(w.opts.Queues, ",")
+}
+
+// currentQueues returns the queues to claim from, reloading the list of
+// known queues every few seconds when serving "*".
+func (w *Worker) currentQueues(ctx context.Context) ([]string, error) {
+	if !w.allQueues() {
+		return w.opts.Queues, nil
+	}
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.queues != nil && time.Since(w.queuesAt) < queueRefresh {
+		return w.queues, nil
+	}
+	all, err := w.b.KnownQueues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.queues = slices.DeleteFunc(all, func(q string) bool { return slices.Contains(w.opts.Exclude, q) })
+	w.queuesAt = time.Now()
+	return w.queues, nil
+}
