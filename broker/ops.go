@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -230,14 +231,22 @@ func (b *Redis) WaitDeferred(ctx context.Context, queue string, timeout time.Dur
 func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (bool, error) {
 	// BLPOP takes the timeout in seconds with millisecond resolution; 0
 	// would mean forever.
-	timeout = max(timeout.Round(time.Millisecond), time.Millisecond)
+	timeout = min(max(timeout.Round(time.Millisecond), time.Millisecond), b.maxBlock())
 	// go-redis does not interrupt a blocking read when ctx is cancelled, so
 	// the command runs on its own and a cancelled caller returns at once. A
 	// token popped after the caller left is pushed back for someone else.
 	var abandoned atomic.Bool
 	done := make(chan error, 1)
 	go func() {
-		res, err := b.rdb.BLPop(context.WithoutCancel(ctx), timeout, ks...).Result()
+		// go-redis' BLPop rounds timeouts to whole seconds; the scheduler
+		// needs milliseconds, which Redis (6.0+) accepts as a decimal.
+		args := make([]any, 0, len(ks)+2)
+		args = append(args, "BLPOP")
+		for _, k := range ks {
+			args = append(args, k)
+		}
+		args = append(args, strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))
+		res, err := b.rdb.Do(context.WithoutCancel(ctx), args...).StringSlice()
 		if err == nil && abandoned.Load() && len(res) == 2 {
 			b.rdb.RPush(context.WithoutCancel(ctx), res[0], res[1])
 		}
@@ -257,6 +266,18 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 		return false, nil
 	}
 	return false, fmt.Errorf("wait on %v: %w", ks, err)
+}
+
+// maxBlock bounds one blocking command so that it ends before the client's
+// read timeout (go-redis only extends that for its own blocking helpers).
+func (b *Redis) maxBlock() time.Duration {
+	limit := 2 * time.Second
+	if c, ok := b.rdb.(*redis.Client); ok {
+		if rt := c.Options().ReadTimeout; rt > 0 {
+			limit = min(limit, rt*3/4)
+		}
+	}
+	return max(limit, 10*time.Millisecond)
 }
 
 // Counts are the sizes of one queue's sets.

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gotasks/gotasks/task"
+)
+
+// The demo tasks. A real worker defines its own tasks in its own packages;
+// these exist for the demo and for the integration tests, which enqueue
+// them from another process by name.
+
+// AddArgs are the arguments of demo.add.
+type AddArgs struct {
+	A int `json:"a"`
+	B int `json:"b"`
+}
+
+// SleepArgs are the arguments of demo.sleep and demo.record.
+type SleepArgs struct {
+	Ms  int    `json:"ms"`
+	Tag string `json:"tag,omitempty"`
+}
+
+var (
+	addTask = task.Define("demo.add", func(ctx context.Context, a AddArgs) (int, error) {
+		return a.A + a.B, nil
+	})
+
+	// demo.sleep waits (honouring cancellation) and reports which worker ran it.
+	sleepTask = task.Define("demo.sleep", func(ctx context.Context, a SleepArgs) (string, error) {
+		select {
+		case <-time.After(time.Duration(a.Ms) * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		info, _ := task.InfoFrom(ctx)
+		return info.WorkerID, nil
+	})
+
+	failTask = task.Define("demo.fail", func(ctx context.Context, msg string) (struct{}, error) {
+		return struct{}{}, fmt.Errorf("demo.fail: %w", errors.New(msg))
+	})
+
+	// demo.record appends "<id> <attempt> <worker> <tag>" to the Redis list
+	// demo:executions when it starts and when it ends, so that tests can
+	// count executions and check their order and overlap.
+	recordTask = task.Define("demo.record", func(ctx context.Context, a SleepArgs) (int, error) {
+		info, _ := task.InfoFrom(ctx)
+		line := fmt.Sprintf("%s %d %s %s", info.ResultID, info.Attempt, info.WorkerID, a.Tag)
+		if err := recorder.RPush(ctx, "demo:executions", "start "+line).Err(); err != nil {
+			return 0, fmt.Errorf("record start: %w", err)
+		}
+		select {
+		case <-time.After(time.Duration(a.Ms) * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		n, err := recorder.RPush(context.WithoutCancel(ctx), "demo:executions", "end "+line).Result()
+		if err != nil {
+			return 0, fmt.Errorf("record end: %w", err)
+		}
+		return int(n), nil
+	})
+)
+
+// recorder is the Redis demo.record writes to: the worker's own Redis.
+var recorder redis.UniversalClient
+
+func openRecorder(url string) error {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return fmt.Errorf("recorder: %w", err)
+	}
+	recorder = redis.NewClient(opts)
+	return nil
+}

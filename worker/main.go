@@ -1,0 +1,244 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/task"
+)
+
+// Config is what the worker command's flags set; Main parses it from the
+// command line and RunConfig runs it.
+type Config struct {
+	RedisURL        string
+	Prefix          string
+	Queues          []string
+	Exclude         []string
+	Concurrency     int
+	WorkerID        string
+	MaxTasks        int
+	Batch           bool
+	ShutdownTimeout time.Duration
+	LeaseDuration   time.Duration
+	LogFormat       string // text or json
+	LogLevel        string // debug, info, warn, error
+	NoStartupDelay  bool
+	NoScheduler     bool
+}
+
+// listFlag collects a repeatable, comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// ParseFlags parses the worker command's flags (args without the program
+// name). It returns flag.ErrHelp for -h/--help, after printing the usage to
+// out.
+func ParseFlags(name string, args []string, out io.Writer) (Config, error) {
+	c := Config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	defURL := os.Getenv("GOTASKS_REDIS_URL")
+	if defURL == "" {
+		defURL = "redis://127.0.0.1:6379/0"
+	}
+	var queues, exclude listFlag
+	fs.StringVar(&c.RedisURL, "redis-url", defURL, "Redis to serve: redis://[user:password@]host:port/db, rediss:// for TLS, or memory:// for an embedded in-memory Redis (default from $GOTASKS_REDIS_URL)")
+	fs.StringVar(&c.Prefix, "prefix", broker.DefaultPrefix, "key prefix, to share one Redis between applications")
+	fs.Var(&queues, "queue", "queue to serve; repeat or separate with commas; * serves every queue (default *)")
+	fs.Var(&exclude, "exclude-queue", "queue not to serve with --queue '*'; repeatable")
+	fs.IntVar(&c.Concurrency, "concurrency", runtime.NumCPU(), "tasks run at once")
+	fs.StringVar(&c.WorkerID, "worker-id", "", "worker id recorded in results (default hostname-pid-random)")
+	fs.IntVar(&c.MaxTasks, "max-tasks", 0, "exit after running this many tasks (0: no limit)")
+	fs.BoolVar(&c.Batch, "batch", false, "exit once the queues have no ready task (for cron-style runs)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long running tasks may finish before they are handed back to their queue")
+	fs.DurationVar(&c.LeaseDuration, "lease", DefaultLeaseDuration, "a task whose worker stops renewing its lease for this long runs again elsewhere")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.NoStartupDelay, "no-startup-delay", false, "start at once instead of after a random delay of up to 1s (which spreads out many pods starting together)")
+	fs.BoolVar(&c.NoScheduler, "no-scheduler", false, "do not promote deferred tasks or requeue expired leases in this process")
+	fs.Usage = func() {
+		fmt.Fprintf(out, `Usage: %s [flags]
+
+Runs gotasks tasks from Redis: claims ready tasks from the queues, runs them
+with --concurrency goroutines and stores their results. The first SIGINT or
+SIGTERM stops claiming and lets running tasks finish for --shutdown-timeout,
+then hands the rest back to their queue; a second one exits at once (those
+tasks then return after --lease).
+
+Flags:
+`, name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	c.Queues, c.Exclude = queues, exclude
+	if c.Concurrency <= 0 {
+		return c, fmt.Errorf("--concurrency must be at least 1, not %d", c.Concurrency)
+	}
+	if c.MaxTasks < 0 {
+		return c, fmt.Errorf("--max-tasks must not be negative")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return c, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}
+
+// NewLogger returns the logger the flags ask for, writing to w.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	lvl, _ := parseLevel(c.LogLevel)
+	ho := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// Main is the worker command: a user's own main imports its task
+// definitions (so they are registered) and calls
+//
+//	os.Exit(worker.Main(os.Args))
+//
+// It returns the process exit code: 0 after a clean stop, 2 for bad flags,
+// 1 for other errors.
+func Main(args []string) int {
+	name := "worker"
+	if len(args) > 0 {
+		name, args = args[0], args[1:]
+	}
+	cfg, err := ParseFlags(name, args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	log := cfg.NewLogger(os.Stderr)
+	ctx, stop := SignalContext(log)
+	defer stop()
+	if err := RunConfig(ctx, cfg, log); err != nil {
+		log.Error("worker failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// SignalContext returns a context cancelled by the first SIGINT or SIGTERM;
+// a second one exits the process at once with status 1.
+func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-ch:
+			log.Info("signal received: draining; send it again to exit at once", "signal", s.String())
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		s := <-ch
+		log.Warn("second signal: exiting now; running tasks return to their queues when their leases expire", "signal", s.String())
+		os.Exit(1)
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel()
+	}
+}
+
+// OpenRedis opens the broker for a --redis-url. memory:// starts an embedded
+// in-memory Redis (miniredis) that lives until the returned close function
+// is called; its address is logged so that producers can reach it.
+func OpenRedis(url string, opts broker.Options, poolSize int, log *slog.Logger) (*broker.Redis, func(), error) {
+	if strings.HasPrefix(url, "memory://") {
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			return nil, nil, fmt.Errorf("start embedded redis: %w", err)
+		}
+		log.Info("embedded in-memory redis started (its data is lost on exit)", "addr", m.Addr())
+		client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, PoolSize: poolSize})
+		return broker.New(client, opts), func() { _ = client.Close(); m.Close() }, nil
+	}
+	ropts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--redis-url %s: %w", broker.RedactURL(url), err)
+	}
+	ropts.ContextTimeoutEnabled = true
+	// Every running task may be writing its result while the fetcher and
+	// the scheduler hold blocking connections.
+	ropts.PoolSize = max(ropts.PoolSize, poolSize)
+	client := redis.NewClient(ropts)
+	return broker.New(client, opts), func() { _ = client.Close() }, nil
+}
+
+// RunConfig runs a worker as configured until ctx is done (or --max-tasks
+// / --batch say stop).
+func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
+	b, closeRedis, err := OpenRedis(cfg.RedisURL, broker.Options{Prefix: cfg.Prefix}, cfg.Concurrency+len(cfg.Queues)+10, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	if !cfg.NoStartupDelay {
+		// Many pods starting at once would otherwise hit Redis together.
+		select {
+		case <-time.After(rand.N(time.Second)):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if err := b.Check(ctx); err != nil {
+		log.Warn("redis not reachable yet; the worker keeps trying", "url", broker.RedactURL(cfg.RedisURL), "err", err)
+	}
+	if len(task.Registered()) == 0 {
+		log.Warn("no tasks are defined in this program; every task will fail as unknown (import the packages that call task.Define)")
+	}
+	w := New(b, Options{
+		Queues: cfg.Queues, Exclude: cfg.Exclude, Concurrency: cfg.Concurrency, WorkerID: cfg.WorkerID,
+		MaxTasks: cfg.MaxTasks, Batch: cfg.Batch, ShutdownTimeout: cfg.ShutdownTimeout,
+		LeaseDuration: cfg.LeaseDuration, NoScheduler: cfg.NoScheduler, Logger: log,
+	})
+	return w.Run(ctx)
+}
