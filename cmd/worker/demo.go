@@ -26,6 +26,7 @@ func runDemo(cfg worker.Config) int {
 }
 
 func demo(cfg worker.Config, out io.Writer) error {
+	demoStart = time.Now()
 	log := cfg.NewLogger(os.Stderr)
 	if cfg.LogLevel == "info" { // the demo prints its own progress and results
 		cfg.LogLevel = "error"
@@ -155,7 +156,8 @@ func demo(cfg worker.Config, out io.Writer) error {
 	return nil
 }
 
-var demoStart = time.Now()
+// demoStart is when the demo began; start times are shown relative to it.
+var demoStart time.Time
 
 func describe(status task.Status, started time.Time, v any, err error) (string, string, error) {
 	at := "-"
