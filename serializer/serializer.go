@@ -63,6 +63,9 @@ func (Msgpack) Marshal(v any) (out []byte, err error) {
 		}
 	}()
 	pe.buf.Reset()
+	if err := checkCycles(v); err != nil {
+		return nil, fmt.Errorf("msgpack: encode %T: %w", v, err)
+	}
 	if err := pe.enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("msgpack: encode %T: %w", v, err)
 	}

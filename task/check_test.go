@@ -1,0 +1,85 @@
+package task_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/gotasks/gotasks/task"
+)
+
+// allWell returns a configuration in which every task defined so far in
+// this process (by any test) has its backend, with any queue allowed.
+func allWell() map[string]task.Backend {
+	m := map[string]task.Backend{"default": task.NewDummyBackend("default", task.BackendOptions{})}
+	for _, name := range task.Registered() {
+		d, _ := task.Lookup(name)
+		if b, ok := d.(interface{ BackendName() string }); ok {
+			m[b.BackendName()] = task.NewDummyBackend(b.BackendName(), task.BackendOptions{})
+		}
+	}
+	return m
+}
+
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	t.Cleanup(func() { task.Configure(nil) })
+
+	// Backend names of this run only, so that -count=N runs do not see
+	// each other's tasks.
+	bMissing, bRestricted := taskName(t, "missing-backend"), taskName(t, "restricted-backend")
+	missing := task.Define(taskName(t, "missing"), identity[int], task.UseBackend(bMissing))
+	wrongQueue := task.Define(taskName(t, "wrong-queue"), identity[int], task.UseBackend(bRestricted), task.Queue("elsewhere"))
+	rightQueue := task.Define(taskName(t, "right-queue"), identity[int], task.UseBackend(bRestricted), task.Queue("allowed"))
+
+	// All well.
+	task.Configure(allWell())
+	if err := task.Check(ctx); err != nil {
+		t.Fatalf("Check with every backend configured: %v", err)
+	}
+
+	// One backend missing, one restricting queues, one failing its own check.
+	down := errors.New("connection refused")
+	cfg := allWell()
+	delete(cfg, bMissing)
+	cfg[bRestricted] = task.NewDummyBackend(bRestricted, task.BackendOptions{Queues: []string{"allowed"}})
+	cfg["check-down"] = checkingBackend{task.NewDummyBackend("check-down", task.BackendOptions{}), down}
+	task.Configure(cfg)
+
+	err := task.Check(ctx)
+	if err == nil {
+		t.Fatal("Check found nothing")
+	}
+	msg := err.Error()
+	if !errors.Is(err, task.ErrUnknownBackend) {
+		t.Errorf("the missing backend is not reported as ErrUnknownBackend: %v", err)
+	}
+	wantContains(t, "Check", msg, missing.Name(), `"`+bMissing+`"`)
+	wantContains(t, "Check", msg, wrongQueue.Name(), `"elsewhere"`, bRestricted)
+	if strings.Contains(msg, rightQueue.Name()) {
+		t.Errorf("a task on an allowed queue is reported: %v", err)
+	}
+	if !errors.Is(err, down) {
+		t.Errorf("the failing backend check is not reported (errors.Is): %v", err)
+	}
+	wantContains(t, "Check", msg, `"check-down"`, "connection refused")
+	if n := strings.Count(msg, "\n") + 1; n != 3 {
+		t.Errorf("Check reported %d problems, want 3:\n%v", n, err)
+	}
+
+	// A healthy Checker is not reported.
+	cfg = allWell()
+	cfg["check-up"] = checkingBackend{task.NewDummyBackend("check-up", task.BackendOptions{}), nil}
+	task.Configure(cfg)
+	if err := task.Check(ctx); err != nil {
+		t.Fatalf("Check with a healthy Checker: %v", err)
+	}
+
+	// With nothing configured, only "default" exists.
+	task.Configure(nil)
+	err = task.Check(ctx)
+	if err == nil || !strings.Contains(err.Error(), missing.Name()) {
+		t.Fatalf("Check with nothing configured: %v", err)
+	}
+}
