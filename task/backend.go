@@ -120,7 +120,7 @@ func (r *RawResult) Decode(v any) error {
 	case StatusComplete:
 		return r.serializer().Unmarshal(r.Value, v)
 	case StatusFailed:
-		return r.Err
+		return failure(r.Err)
 	}
 	return ErrNotFinished
 }

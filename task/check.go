@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 )
 
 // Check reports configuration problems, like Django's system checks: tasks
-// whose backend is not configured, tasks whose queue their backend does not
-// allow, and backends that fail their own check (for example an unreachable
+// whose backend is not configured, tasks whose options their backend would
+// refuse at Enqueue (priority, queue, run_after), and backends that fail their own check (for example an unreachable
 // Redis). It returns nil when all is well, otherwise every problem joined.
 //
 // Check only sees tasks defined with their options in Define; options added
@@ -36,8 +35,8 @@ func Check(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("task %q: %w %q", d.Name(), ErrUnknownBackend, cfg.backend))
 			continue
 		}
-		if q := b.Queues(); len(q) > 0 && !slices.Contains(q, cfg.queue) {
-			errs = append(errs, fmt.Errorf("task %q: queue %q is not allowed by backend %q (allowed: %v)", d.Name(), cfg.queue, cfg.backend, q))
+		if err := cfg.validate(b); err != nil {
+			errs = append(errs, fmt.Errorf("task %q: %w", d.Name(), err))
 		}
 	}
 	names := make([]string, 0, len(backends))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gotasks/gotasks/task"
 )
@@ -82,4 +83,23 @@ func TestCheck(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), missing.Name()) {
 		t.Fatalf("Check with nothing configured: %v", err)
 	}
+}
+
+// Options that Enqueue would refuse are reported by Check at start-up,
+// not first at Enqueue.
+func TestCheckReportsInvalidOptions(t *testing.T) {
+	ctx := context.Background()
+	t.Cleanup(func() { task.Configure(nil) })
+	bImm := taskName(t, "immediate")
+	highPrio := task.Define(taskName(t, "prio"), identity[int], task.UseBackend(bImm), task.Priority(500))
+	deferred := task.Define(taskName(t, "defer"), identity[int], task.UseBackend(bImm), task.RunAfter(time.Minute))
+	badQueue := task.Define(taskName(t, "queue"), identity[int], task.UseBackend(bImm), task.Queue("no spaces"))
+	cfg := allWell()
+	cfg[bImm] = task.NewImmediateBackend(bImm, task.BackendOptions{})
+	task.Configure(cfg)
+	err := task.Check(ctx)
+	if !errors.Is(err, task.ErrInvalidTask) {
+		t.Fatalf("Check = %v, want ErrInvalidTask", err)
+	}
+	wantContains(t, "Check", err.Error(), highPrio.Name(), "priority 500", deferred.Name(), "RunAfter", badQueue.Name(), `"no spaces"`)
 }

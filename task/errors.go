@@ -123,6 +123,15 @@ func errorChain(err error) string {
 	return b.String()
 }
 
+// failure is the error of a FAILED result; a backend that stored no error
+// details still yields a usable, non-nil error.
+func failure(e *Error) error {
+	if e == nil {
+		return &Error{Type: "gotasks.Unknown", Message: "the task failed; the backend recorded no error details"}
+	}
+	return e
+}
+
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidTask, fmt.Sprintf(format, args...))
 }

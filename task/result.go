@@ -59,7 +59,7 @@ func (r *Result[R]) Value() (R, error) {
 	case StatusComplete:
 		return r.value, nil
 	case StatusFailed:
-		return zero, r.Err
+		return zero, failure(r.Err)
 	}
 	return zero, fmt.Errorf("result %s is %s: %w", r.ID, r.Status, ErrNotFinished)
 }

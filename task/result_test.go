@@ -366,3 +366,15 @@ func TestNewRawResult(t *testing.T) {
 		t.Fatalf("NewRawResult = %+v", r)
 	}
 }
+
+// A backend that stored FAILED without details must still yield a usable
+// error, not a nil *Error inside a non-nil error.
+func TestFailedWithoutErrorDetails(t *testing.T) {
+	raw := &task.RawResult{ID: task.NewID(), Status: task.StatusFailed}
+	var v int
+	err := raw.Decode(&v)
+	var te *task.Error
+	if !errors.As(err, &te) || te == nil || te.Error() == "" {
+		t.Fatalf("Decode of a FAILED result without Err = %#v", err)
+	}
+}

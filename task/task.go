@@ -224,25 +224,39 @@ func enqueued(ctx context.Context, b Backend, msg *Message) *RawResult {
 	return raw
 }
 
+// validate checks the options against the backend b. Errors wrap
+// ErrInvalidTask and say what is wrong.
+func (c config) validate(b Backend) error {
+	f := b.Features()
+	if c.priority < MinPriority || c.priority > MaxPriority {
+		return invalid("priority %d is out of range [%d, %d]", c.priority, MinPriority, MaxPriority)
+	}
+	if c.priority != DefaultPriority && !f.Priority {
+		return invalid("backend %q does not support priorities", b.Name())
+	}
+	if !queueName.MatchString(c.queue) {
+		return invalid("queue name %q must be 1-100 characters of A-Z a-z 0-9 _ . : -", c.queue)
+	}
+	if allowed := b.Queues(); len(allowed) > 0 && !slices.Contains(allowed, c.queue) {
+		return invalid("queue %q is not allowed by backend %q (allowed: %v)", c.queue, b.Name(), allowed)
+	}
+	if (!c.runAt.IsZero() || c.runAfter > 0) && !f.Defer {
+		return invalid("backend %q does not support RunAfter/RunAt", b.Name())
+	}
+	return nil
+}
+
 // message validates the task against its backend and serializes args.
 func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
 	b, err := BackendFor(t.cfg.backend)
 	if err != nil {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, err)
+		// Both: an unconfigured backend is a configuration problem and an
+		// invalid task, as in django-tasks.
+		return nil, nil, fmt.Errorf("enqueue %s: %w: %w", t.name, ErrInvalidTask, err)
 	}
 	c := t.cfg
-	f := b.Features()
-	if c.priority < MinPriority || c.priority > MaxPriority {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("priority %d is out of range [%d, %d]", c.priority, MinPriority, MaxPriority))
-	}
-	if c.priority != DefaultPriority && !f.Priority {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("backend %q does not support priorities", b.Name()))
-	}
-	if !queueName.MatchString(c.queue) {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("queue name %q must be 1-100 characters of A-Z a-z 0-9 _ . : -", c.queue))
-	}
-	if allowed := b.Queues(); len(allowed) > 0 && !slices.Contains(allowed, c.queue) {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("queue %q is not allowed by backend %q (allowed: %v)", c.queue, b.Name(), allowed))
+	if err := c.validate(b); err != nil {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, err)
 	}
 	var runAfter time.Time
 	switch {
@@ -250,9 +264,6 @@ func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
 		runAfter = c.runAt
 	case c.runAfter > 0:
 		runAfter = now.Add(c.runAfter)
-	}
-	if !runAfter.IsZero() && !f.Defer {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("backend %q does not support RunAfter/RunAt", b.Name()))
 	}
 	payload, err := serializerOf(b).Marshal(args)
 	if err != nil {

@@ -226,8 +226,8 @@ func TestEnqueueUnknownBackend(t *testing.T) {
 
 	// Nothing configured: only "default" exists.
 	_, err := tk.Using(task.UseBackend("nope")).Enqueue(ctx, 1)
-	if !errors.Is(err, task.ErrUnknownBackend) {
-		t.Fatalf("err = %v, want ErrUnknownBackend", err)
+	if !errors.Is(err, task.ErrUnknownBackend) || !errors.Is(err, task.ErrInvalidTask) {
+		t.Fatalf("err = %v, want ErrUnknownBackend and ErrInvalidTask", err)
 	}
 	wantContains(t, "error", err.Error(), `"nope"`, tk.Name())
 
