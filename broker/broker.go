@@ -211,8 +211,23 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 		}
 		byQueue[m.Queue] = append(byQueue[m.Queue], m.ID, m.Priority, at, env)
 	}
+	for retried := false; ; retried = true {
+		retry, err := b.enqueue(ctx, order, byQueue, len(msgs))
+		if len(retry) == 0 || retried {
+			return err
+		}
+		// Redis lost its script cache (a restart, SCRIPT FLUSH): those
+		// scripts did not run, so load them again and run them once more.
+		b.forgetScripts()
+		order = retry
+	}
+}
+
+// enqueue runs the enqueue script for each of the queues in one pipeline. It
+// returns the queues whose script was unknown to Redis (NOSCRIPT).
+func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string][]any, total int) (noScript []string, err error) {
 	if err := b.loadScripts(ctx, enqueueScript); err != nil {
-		return err
+		return nil, err
 	}
 	pipe := b.rdb.Pipeline()
 	b.mu.Lock()
@@ -228,7 +243,12 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 		cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw}, byQueue[q]...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("enqueue %d tasks: %w", len(msgs), err)
+		for i, c := range cmds {
+			if e := c.Err(); e != nil && strings.HasPrefix(e.Error(), "NOSCRIPT") {
+				noScript = append(noScript, order[i])
+			}
+		}
+		return noScript, fmt.Errorf("enqueue %d tasks: %w", total, err)
 	}
 	b.mu.Lock()
 	for _, q := range order {
@@ -237,10 +257,10 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 	b.mu.Unlock()
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
-			return fmt.Errorf("enqueue on %s: %w", order[i], err)
+			return nil, fmt.Errorf("enqueue on %s: %w", order[i], err)
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // loadScripts makes sure the scripts are in Redis' script cache, so that
@@ -361,7 +381,9 @@ func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error)
 		return ""
 	}
 	r, err := b.decodeTask(id, queue, str(1))
-	if err != nil {
+	// A task that could not be decoded is still reported once a worker
+	// has failed it (as a bad payload), with what could be read.
+	if err != nil && (str(0) != "done" || !errors.Is(err, errBadPayload)) {
 		return nil, err
 	}
 	switch str(0) {

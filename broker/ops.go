@@ -31,48 +31,48 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 	if n <= 0 || len(queues) == 0 {
 		return nil, nil
 	}
-	order := queues
+	order, counts := queues[:1], []int{n}
 	if len(queues) > 1 {
 		var err error
-		if order, err = b.byHead(ctx, queues); err != nil {
+		if order, counts, err = b.plan(ctx, queues, n); err != nil {
 			return nil, err
 		}
 	}
 	var out []Claimed
-	for _, q := range order {
-		got, err := b.claimOne(ctx, q, n-len(out), lease, workerID)
+	for i, q := range order {
+		got, err := b.claimOne(ctx, q, counts[i], lease, workerID)
 		out = append(out, got...)
 		if err != nil {
 			return out, err
-		}
-		if len(out) == n {
-			break
 		}
 	}
 	return out, nil
 }
 
-// byHead orders the queues that have ready tasks by the score of their
-// first task (priority, then age).
-func (b *Redis) byHead(ctx context.Context, queues []string) ([]string, error) {
+// plan decides how many of the n best ready tasks (priority, then age) to
+// take from each queue, by peeking at the first n of each; it returns the
+// queues in the order of their best task. Other workers may claim in
+// between, so this is a best effort: a claim may then get fewer.
+func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []int, error) {
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.ZSliceCmd, len(queues))
 	for i, q := range queues {
-		cmds[i] = pipe.ZRangeWithScores(ctx, b.keys(q).pending, 0, 0)
+		cmds[i] = pipe.ZRangeWithScores(ctx, b.keys(q).pending, 0, int64(n-1))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("peek queues: %w", err)
+		return nil, nil, fmt.Errorf("peek queues: %w", err)
 	}
 	type head struct {
-		q     string
+		q     int
 		score float64
 	}
 	var heads []head
 	for i, c := range cmds {
-		if z := c.Val(); len(z) > 0 {
-			heads = append(heads, head{queues[i], z[0].Score})
+		for _, z := range c.Val() {
+			heads = append(heads, head{i, z.Score})
 		}
 	}
+	// Stable: on equal scores the queue listed first wins.
 	slices.SortStableFunc(heads, func(a, b head) int {
 		switch {
 		case a.score < b.score:
@@ -82,11 +82,20 @@ func (b *Redis) byHead(ctx context.Context, queues []string) ([]string, error) {
 		}
 		return 0
 	})
-	out := make([]string, len(heads))
-	for i, h := range heads {
-		out[i] = h.q
+	var order []string
+	var counts []int
+	at := map[int]int{}
+	for _, h := range heads[:min(n, len(heads))] {
+		i, ok := at[h.q]
+		if !ok {
+			i = len(order)
+			at[h.q] = i
+			order = append(order, queues[h.q])
+			counts = append(counts, 0)
+		}
+		counts[i]++
 	}
-	return out, nil
+	return order, counts, nil
 }
 
 func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {

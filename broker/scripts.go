@@ -40,11 +40,19 @@ local function now_us()
 end
 local function num(x) return string.format('%.0f', x) end
 local function score(prio, seq) return num((100 - prio) * 35184372088832 + seq) end
--- parse splits a task value into its header fields and the envelope.
+-- parse splits a task value into its header fields and the envelope. A
+-- value without a readable header (not written by gotasks) parses as a
+-- fresh task whose envelope is the whole value: it then moves like any
+-- task and the worker fails it as a bad payload, instead of the script
+-- erroring half-way (Redis does not undo a failed script's writes, so a
+-- claim would lose every task it had already popped).
 local function parse(v)
   local nl = string.find(v, '\n', 1, true)
-  local a, p, s, st, w = string.match(string.sub(v, 1, nl - 1), '^(%d+) (%-?%d+) (%d+) (%d+) ?(.*)$')
-  return tonumber(a), tonumber(p), tonumber(s), st, w, string.sub(v, nl + 1)
+  if nl then
+    local a, p, s, st, w = string.match(string.sub(v, 1, nl - 1), '^(%d+) (%-?%d+) (%d+) (%d+) ?(.*)$')
+    if a then return tonumber(a), tonumber(p), tonumber(s), st, w, string.sub(v, nl + 1) end
+  end
+  return 0, 0, 0, '0', '', v
 end
 local function pack(a, p, s, st, w, env)
   return a .. ' ' .. p .. ' ' .. num(s) .. ' ' .. st .. ' ' .. w .. '\n' .. env
