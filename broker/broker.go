@@ -352,14 +352,15 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 		k := b.keys(q)
 		cmds[i] = getScript.EvalSha(ctx, pipe, []string{k.tasks, k.running, k.result(id)}, id)
 	}
-	_, err := pipe.Exec(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) {
-		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			b.forgetScripts()
-		}
-		return nil, fmt.Errorf("get result %s: %w", id, err)
-	}
+	_, _ = pipe.Exec(ctx) // errors are read per command below
 	for i, c := range cmds {
+		if e := c.Err(); e != nil && strings.HasPrefix(e.Error(), "NOSCRIPT") {
+			// Redis lost its script cache (a restart): a read is safe to
+			// run again, and Run falls back to EVAL.
+			b.forgetScripts()
+			k := b.keys(queues[i])
+			c = b.run(ctx, getScript, []string{k.tasks, k.running, k.result(id)}, id)
+		}
 		vals, err := c.Slice()
 		if errors.Is(err, redis.Nil) {
 			continue

@@ -948,3 +948,21 @@ func TestWaitDeferredWakesOnDeferredEnqueue(t *testing.T) {
 		t.Fatal("WaitDeferred did not wake up on a deferred enqueue")
 	}
 }
+
+// TestGetResultAfterScriptFlush: reading a result right after Redis forgot
+// its scripts must not fail.
+func TestGetResultAfterScriptFlush(t *testing.T) {
+	e := setup(t)
+	m := newMsg(t, "brokertest.f", "q", 0, 1)
+	e.enqueue(m)
+	if _, err := e.b.GetResult(e.ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.Client().ScriptFlush(e.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.b.GetResult(e.ctx, m.ID)
+	if err != nil || r.Status != task.StatusNew {
+		t.Fatalf("GetResult after SCRIPT FLUSH = %v, %v", r, err)
+	}
+}
