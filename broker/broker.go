@@ -147,8 +147,8 @@ func (b *Redis) Close() error {
 
 // keys of one queue; see scripts.go.
 type keys struct {
-	tag                                             string
-	tasks, pending, delayed, running, seq, wake, dw string
+	tag                                                     string
+	tasks, pending, delayed, running, seq, wake, dw, errors string
 }
 
 func (b *Redis) keys(queue string) keys {
@@ -156,6 +156,7 @@ func (b *Redis) keys(queue string) keys {
 	return keys{
 		tag: tag, tasks: tag + ":tasks", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
+		errors: tag + ":errors",
 	}
 }
 
@@ -172,10 +173,19 @@ type envelope struct {
 	Args       []byte
 	EnqueuedAt int64 // unix µs
 	RunAfter   int64 // unix µs; 0: not deferred
+	// task.Limits, in milliseconds
+	MaxAttempts int
+	BackoffBase int64
+	BackoffMax  int64
+	Timeout     int64
 }
 
 func encodeEnvelope(m *task.Message) (string, error) {
-	e := envelope{Task: m.TaskName, Args: m.Args, EnqueuedAt: m.EnqueuedAt.UnixMicro()}
+	e := envelope{
+		Task: m.TaskName, Args: m.Args, EnqueuedAt: m.EnqueuedAt.UnixMicro(),
+		MaxAttempts: m.MaxAttempts, BackoffBase: m.BackoffBase.Milliseconds(),
+		BackoffMax: m.BackoffMax.Milliseconds(), Timeout: m.Timeout.Milliseconds(),
+	}
 	if !m.RunAfter.IsZero() {
 		e.RunAfter = m.RunAfter.UnixMicro()
 	}
@@ -350,7 +360,7 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 	cmds := make([]*redis.Cmd, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		cmds[i] = getScript.EvalSha(ctx, pipe, []string{k.tasks, k.running, k.result(id)}, id)
+		cmds[i] = getScript.EvalSha(ctx, pipe, []string{k.tasks, k.running, k.result(id), k.delayed, k.errors}, id)
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command below
 	for i, c := range cmds {
@@ -359,7 +369,7 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 			// run again, and Run falls back to EVAL.
 			b.forgetScripts()
 			k := b.keys(queues[i])
-			c = b.run(ctx, getScript, []string{k.tasks, k.running, k.result(id)}, id)
+			c = b.run(ctx, getScript, []string{k.tasks, k.running, k.result(id), k.delayed, k.errors}, id)
 		}
 		vals, err := c.Slice()
 		if errors.Is(err, redis.Nil) {
@@ -400,12 +410,33 @@ func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error)
 				return nil, fmt.Errorf("result %s: decode error: %w", id, err)
 			}
 		}
+		if r.Errors, err = decodeErrors(str(6)); err != nil {
+			return nil, fmt.Errorf("result %s: %w", id, err)
+		}
 	case "live":
 		if n, _ := vals[2].(int64); n == 1 {
 			r.Status = task.StatusRunning
 		}
+		if r.Errors, err = decodeErrors(str(3)); err != nil {
+			return nil, fmt.Errorf("result %s: %w", id, err)
+		}
+		if at, _ := vals[4].(int64); at >= 0 && r.Status == task.StatusNew {
+			r.RunAfter = time.UnixMilli(at) // deferred, or waiting for a retry
+		}
 	}
 	return r, nil
+}
+
+// decodeErrors decodes the errors of failed attempts (” means none).
+func decodeErrors(s string) ([]*task.Error, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var errs []*task.Error
+	if err := msgpack.Unmarshal([]byte(s), &errs); err != nil {
+		return nil, fmt.Errorf("decode errors of earlier attempts: %w", err)
+	}
+	return errs, nil
 }
 
 // decodeTask turns a task value (header line and envelope) into a NEW
@@ -435,6 +466,8 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 		return r, fmt.Errorf("%w: task %s: envelope does not decode: %v", errBadPayload, id, err)
 	}
 	r.TaskName, r.Args = e.Task, e.Args
+	r.MaxAttempts, r.Timeout = e.MaxAttempts, time.Duration(e.Timeout)*time.Millisecond
+	r.BackoffBase, r.BackoffMax = time.Duration(e.BackoffBase)*time.Millisecond, time.Duration(e.BackoffMax)*time.Millisecond
 	r.EnqueuedAt = time.UnixMicro(e.EnqueuedAt)
 	if e.RunAfter != 0 {
 		r.RunAfter = time.UnixMicro(e.RunAfter)

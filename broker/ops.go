@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -100,16 +101,22 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 
 func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake}, n, lease.Milliseconds(), workerID).Slice()
+	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake, k.errors}, n, lease.Milliseconds(), workerID).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", queue, err)
 	}
-	out := make([]Claimed, 0, (len(vals)-1)/2)
-	for i := 1; i+1 < len(vals); i += 2 {
+	out := make([]Claimed, 0, (len(vals)-1)/3)
+	for i := 1; i+2 < len(vals); i += 3 {
 		id, _ := vals[i].(string)
 		v, _ := vals[i+1].(string)
+		errs, _ := vals[i+2].(string)
 		r, err := b.decodeTask(id, queue, v)
 		r.Status = task.StatusRunning
+		if e, derr := decodeErrors(errs); derr == nil {
+			r.Errors = e
+		} else if err == nil {
+			err = fmt.Errorf("%w: task %s: %v", errBadPayload, id, derr)
+		}
 		out = append(out, Claimed{Result: r, Bad: err})
 	}
 	return out, nil
@@ -149,9 +156,13 @@ func (b *Redis) Finish(ctx context.Context, r *task.RawResult) error {
 			return fmt.Errorf("finish %s: encode error: %w", r.ID, err)
 		}
 	}
+	errsBlob, err := encodeErrors(r.Errors)
+	if err != nil {
+		return fmt.Errorf("finish %s: %w", r.ID, err)
+	}
 	k := b.keys(r.Queue)
-	us, err := b.run(ctx, finishScript, []string{k.running, k.tasks, k.result(r.ID)},
-		r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds()).Int64()
+	us, err := b.run(ctx, finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors},
+		r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob).Int64()
 	if err != nil {
 		return fmt.Errorf("finish %s: %w", r.ID, err)
 	}
@@ -160,6 +171,45 @@ func (b *Redis) Finish(ctx context.Context, r *task.RawResult) error {
 	}
 	r.FinishedAt = time.UnixMicro(us)
 	return nil
+}
+
+// Retry schedules the next attempt of r, whose attempt failed and may be
+// retried (status NEW, r.RunAfter the time of the next attempt, r.Errors
+// every failure so far), if the caller still holds the lease of attempt
+// r.Attempts; otherwise it returns ErrLeaseLost and changes nothing.
+func (b *Redis) Retry(ctx context.Context, r *task.RawResult) error {
+	if r.Status != task.StatusNew {
+		return fmt.Errorf("retry %s: status %s is not NEW", r.ID, r.Status)
+	}
+	errsBlob, err := encodeErrors(r.Errors)
+	if err != nil {
+		return fmt.Errorf("retry %s: %w", r.ID, err)
+	}
+	var at int64
+	if !r.RunAfter.IsZero() {
+		at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
+	}
+	k := b.keys(r.Queue)
+	ok, err := b.run(ctx, retryScript, []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors},
+		r.ID, r.Attempts, at, errsBlob).Int()
+	if err != nil {
+		return fmt.Errorf("retry %s: %w", r.ID, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("retry %s attempt %d: %w", r.ID, r.Attempts, ErrLeaseLost)
+	}
+	return nil
+}
+
+func encodeErrors(errs []*task.Error) ([]byte, error) {
+	if len(errs) == 0 {
+		return nil, nil
+	}
+	b, err := msgpack.Marshal(errs)
+	if err != nil {
+		return nil, fmt.Errorf("encode errors: %w", err)
+	}
+	return b, nil
 }
 
 // Requeue hands running tasks of one queue back to it at once, at their

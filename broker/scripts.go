@@ -18,6 +18,7 @@ import (
 //	T:delayed  zset    deferred ids, score = run_after in unix ms
 //	T:running  zset    claimed ids, score = lease expiry in unix ms
 //	T:seq      string  last sequence number (FIFO order; also a coarse clock for ties across queues)
+//	T:errors   hash    id → msgpack list of the errors of earlier failed attempts (retries)
 //	T:wake     list    wake-up token for idle workers (at most one)
 //	T:dwake    list    wake-up token for schedulers (a new deferred task)
 //	T:r:<id>   hash    the finished result (COMPLETE or FAILED); expires after ResultTTL
@@ -119,10 +120,11 @@ return ready + deferred
 // claimScript takes up to n ready tasks of one queue, highest priority
 // first, marks them RUNNING and gives them a lease.
 //
-//	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake
+//	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors
 //	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id
 //
-// Returns {now_us, id1, value1, id2, value2, ...} with the updated values.
+// Returns {now_us, id1, value1, errors1, id2, value2, errors2, ...} with the
+// updated values and the errors of earlier attempts (” if none).
 // If ready tasks remain it leaves a wake token, so that another idle worker
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = redis.NewScript(prelude + `
@@ -141,6 +143,7 @@ for i = 1, #popped, 2 do
     redis.call('ZADD', KEYS[2], expiry, id)
     out[#out + 1] = id
     out[#out + 1] = v
+    out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
   end
 end
 if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
@@ -172,19 +175,51 @@ return lost
 // still holds the lease for that attempt (fencing: a worker that lost its
 // lease cannot overwrite a newer attempt's result).
 //
-//	KEYS[1] running  KEYS[2] tasks  KEYS[3] result
-//	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error  ARGV[6] ttl_ms
+//	KEYS[1] running  KEYS[2] tasks  KEYS[3] result  KEYS[4] errors
+//	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error
+//	ARGV[6] ttl_ms  ARGV[7] errors of every failed attempt
 //
 // Returns the finish time in unix µs, or 0 when the lease was lost.
 var finishScript = redis.NewScript(prelude + `
 local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if not v then return 0 end
 local us = now_us()
-redis.call('HSET', KEYS[3], 't', v, 's', ARGV[3], 'f', us, 'v', ARGV[4], 'e', ARGV[5])
+redis.call('HSET', KEYS[3], 't', v, 's', ARGV[3], 'f', us, 'v', ARGV[4], 'e', ARGV[5], 'x', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 return us
+`)
+
+// retryScript schedules the next attempt of a task whose attempt failed,
+// if this worker still holds its lease: back to pending at once, or to
+// delayed until run_after. The errors so far are kept for the result.
+//
+//	KEYS[1] running  KEYS[2] tasks  KEYS[3] pending  KEYS[4] delayed  KEYS[5] seq
+//	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors
+//	ARGV[1] id  ARGV[2] attempt  ARGV[3] run_after_ms  ARGV[4] errors of every failed attempt
+//
+// Returns 1, or 0 when the lease was lost.
+var retryScript = redis.NewScript(prelude + `
+local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if not v then return 0 end
+local ms = now_ms()
+local at = tonumber(ARGV[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[8], ARGV[1], ARGV[4])
+if at > ms then
+  redis.call('ZADD', KEYS[4], num(at), ARGV[1])
+  wake(KEYS[7])
+else
+  local seq = next_seq(KEYS[5], ms)
+  redis.call('SET', KEYS[5], num(seq))
+  local a, p, s, st, w, env = parse(v)
+  redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
+  redis.call('ZADD', KEYS[3], score(p, seq), ARGV[1])
+  wake(KEYS[6])
+end
+return 1
 `)
 
 // requeueScript hands running tasks straight back to their queue, at their
@@ -265,16 +300,20 @@ return {#ids, tonumber(nxt[2])}
 
 // getScript reads one task's state in one consistent step.
 //
-//	KEYS[1] tasks  KEYS[2] running  KEYS[3] result
+//	KEYS[1] tasks  KEYS[2] running  KEYS[3] result  KEYS[4] delayed  KEYS[5] errors
 //	ARGV[1] id
 //
-// Returns {'done', value, status, finished_us, return, error},
-// {'live', value, running (0/1)} or nil.
+// Returns {'done', value, status, finished_us, return, error, errors},
+// {'live', value, running (0/1), errors, deferred until ms or -1} or nil.
 var getScript = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e')
-if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5]} end
+local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e', 'x')
+if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5], r[6] or ''} end
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return nil end
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {'live', v, 1} end
-return {'live', v, 0}
+local running = 0
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then running = 1 end
+local errs = redis.call('HGET', KEYS[5], ARGV[1]) or ''
+local at = redis.call('ZSCORE', KEYS[4], ARGV[1])
+if at then at = tonumber(at) else at = -1 end
+return {'live', v, running, errs, at}
 `)

@@ -61,6 +61,9 @@ type Features struct {
 type BackendOptions struct {
 	// Queues lists the allowed queue names; nil or empty allows any queue.
 	Queues []string
+	// MaxArgsSize limits the encoded size of a task's arguments; 0 means
+	// DefaultMaxArgsSize (1 MiB).
+	MaxArgsSize int
 	// Serializer encodes arguments and return values; nil means msgpack.
 	// Running through a serializer even in-process catches arguments that
 	// could not travel to a real worker.
@@ -77,6 +80,42 @@ type Message struct {
 	Args       []byte    // arguments, encoded with the backend's serializer
 	EnqueuedAt time.Time // set by Task.Enqueue; a backend may replace it with its own clock
 	RunAfter   time.Time // zero: run as soon as possible
+	Limits
+}
+
+// Limits are the execution rules that travel with a task to its worker
+// (set with the MaxAttempts, Backoff and Timeout options).
+type Limits struct {
+	MaxAttempts int           // attempts in all for a failing task; 1: no retry
+	BackoffBase time.Duration // delay before the first retry
+	BackoffMax  time.Duration // cap of the delay
+	Timeout     time.Duration // per attempt; 0: none
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxAttempts <= 0 {
+		l.MaxAttempts = 1
+	}
+	if l.BackoffBase <= 0 {
+		l.BackoffBase = DefaultBackoffBase
+	}
+	if l.BackoffMax <= 0 {
+		l.BackoffMax = max(DefaultBackoffMax, l.BackoffBase)
+	}
+	return l
+}
+
+// ArgsLimiter is implemented by backends that set their own limit on the
+// encoded size of a task's arguments (default DefaultMaxArgsSize).
+type ArgsLimiter interface {
+	MaxArgsSize() int
+}
+
+func maxArgsSize(b Backend) int {
+	if l, ok := b.(ArgsLimiter); ok && l.MaxArgsSize() > 0 {
+		return l.MaxArgsSize()
+	}
+	return DefaultMaxArgsSize
 }
 
 // RawResult is the untyped result any backend returns: the fields of Result
@@ -94,11 +133,13 @@ type RawResult struct {
 	FinishedAt time.Time
 	Attempts   int
 	WorkerIDs  []string
-	Err        *Error
-	Args       []byte // encoded arguments
-	Value      []byte // encoded return value; nil until COMPLETE
+	Err        *Error   // the final error, when FAILED
+	Errors     []*Error // every failed attempt's error, oldest first
+	Args       []byte   // encoded arguments
+	Value      []byte   // encoded return value; nil until COMPLETE
 	// Serializer decodes Args and Value; nil means msgpack.
 	Serializer serializer.Serializer
+	Limits
 }
 
 // NewRawResult returns the NEW result of an enqueued message.
@@ -106,7 +147,7 @@ func NewRawResult(msg *Message, ser serializer.Serializer) *RawResult {
 	return &RawResult{
 		ID: msg.ID, TaskName: msg.TaskName, Status: StatusNew, Priority: msg.Priority,
 		Queue: msg.Queue, Backend: msg.Backend, EnqueuedAt: msg.EnqueuedAt,
-		RunAfter: msg.RunAfter, Args: msg.Args, Serializer: ser,
+		RunAfter: msg.RunAfter, Args: msg.Args, Serializer: ser, Limits: msg.Limits,
 	}
 }
 
@@ -144,6 +185,7 @@ func (r *RawResult) clone() *RawResult {
 		e := *r.Err
 		c.Err = &e
 	}
+	c.Errors = slices.Clone(r.Errors)
 	return &c
 }
 

@@ -53,6 +53,11 @@ const (
 	ErrorTypePanic        = "gotasks.Panic"
 	ErrorTypeLeaseLost    = "gotasks.LeaseLost"
 	ErrorTypeBadPayload   = "gotasks.BadPayload"
+	ErrorTypeTimeout      = "gotasks.Timeout"
+	// ErrorTypeTooManyDeliveries fails a task whose attempts kept ending
+	// without a result (its worker died or was stopped each time), so that a
+	// task that crashes its worker is not redelivered forever.
+	ErrorTypeTooManyDeliveries = "gotasks.TooManyDeliveries"
 )
 
 // NewError describes err as a task failure. Type is the Go type of the most

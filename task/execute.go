@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -29,10 +30,12 @@ func InfoFrom(ctx context.Context) (Info, bool) {
 // RUNNING result of a claimed task (StartedAt, Attempts and WorkerIDs set);
 // the last WorkerIDs entry is the worker running it.
 //
-// Execute fires the started hook, runs the task with Info in its context,
-// recovers a panic, and sets r.Status to COMPLETE (with r.Value) or FAILED
-// (with r.Err) and r.FinishedAt. It never panics. It does not fire the
-// finished hook: call Finished once the result is stored.
+// Execute fires the started hook, runs the task with Info in its context
+// (bounded by r.Timeout), recovers a panic, and sets r.FinishedAt and the
+// outcome: COMPLETE with r.Value; or, on failure, r.Err (also appended to
+// r.Errors) and either FAILED or, when the task may be retried, NEW with
+// r.RunAfter set to the time of the next attempt. It never panics. It does
+// not fire the finished hook: call Finished once the result is stored.
 func Execute(ctx context.Context, r *RawResult) {
 	info := Info{ResultID: r.ID, TaskName: r.TaskName, Attempt: r.Attempts}
 	if n := len(r.WorkerIDs); n > 0 {
@@ -40,27 +43,96 @@ func Execute(ctx context.Context, r *RawResult) {
 	}
 	ctx = context.WithValue(ctx, infoKey{}, info)
 	emit(ctx, hookStarted, r)
-	value, fail := runRecovered(ctx, r)
+	value, err := runLimited(ctx, r)
 	r.FinishedAt = time.Now()
-	if fail != nil {
-		r.Status, r.Err, r.Value = StatusFailed, fail, nil
+	if err == nil {
+		r.Status, r.Err, r.Value = StatusComplete, nil, value
 		return
 	}
-	r.Status, r.Err, r.Value = StatusComplete, nil, value
+	Fail(r, err)
+}
+
+// Fail records err as the failure of r's current attempt and decides what
+// comes next: a retry (status NEW, RunAfter the time of the next attempt)
+// if attempts remain and err allows one, otherwise FAILED. Workers call it
+// for failures that happen outside Execute.
+func Fail(r *RawResult, err error) {
+	fail := NewError(err)
+	r.Err, r.Value = fail, nil
+	r.Errors = append(r.Errors, fail)
+	if r.FinishedAt.IsZero() {
+		r.FinishedAt = time.Now()
+	}
+	if delay, ok := retryDelay(r, err); ok {
+		r.Status, r.RunAfter = StatusNew, r.FinishedAt.Add(delay)
+		return
+	}
+	r.Status = StatusFailed
 }
 
 // Finished fires the finished hook for r; workers call it once the final
 // result is stored.
 func Finished(ctx context.Context, r *RawResult) { emit(ctx, hookFinished, r) }
 
-func runRecovered(ctx context.Context, r *RawResult) (value []byte, fail *Error) {
+// runLimited runs the task under r.Timeout. A task that ignores its
+// context is abandoned TimeoutGrace after the deadline: it keeps running in
+// its goroutine, but the attempt is over and its result is dropped.
+func runLimited(ctx context.Context, r *RawResult) ([]byte, error) {
+	if r.Timeout <= 0 {
+		return runRecovered(ctx, r)
+	}
+	tctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	type outcome struct {
+		value []byte
+		err   error
+	}
+	done := make(chan outcome, 1)
+	rc := *r // the abandoned goroutine must not share r with the caller
+	go func() {
+		v, err := runRecovered(tctx, &rc)
+		done <- outcome{v, err}
+	}()
+	timedOut := func(err error) error {
+		msg := fmt.Sprintf("attempt exceeded its timeout of %v", r.Timeout)
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		return &Error{Type: ErrorTypeTimeout, Message: msg}
+	}
+	select {
+	case o := <-done:
+		if o.err != nil && errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, timedOut(o.err)
+		}
+		return o.value, o.err
+	case <-tctx.Done():
+	}
+	grace := time.NewTimer(TimeoutGrace)
+	defer grace.Stop()
+	select {
+	case o := <-done:
+		if o.err != nil && ctx.Err() == nil {
+			return nil, timedOut(o.err)
+		}
+		return o.value, o.err
+	case <-grace.C:
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &Error{Type: ErrorTypeTimeout, Message: fmt.Sprintf(
+			"attempt exceeded its timeout of %v and ignored its cancelled context for %v more; abandoned (its goroutine may still be running)", r.Timeout, TimeoutGrace)}
+	}
+}
+
+func runRecovered(ctx context.Context, r *RawResult) (value []byte, err error) {
 	def, ok := Lookup(r.TaskName)
 	if !ok {
 		return nil, &Error{Type: ErrorTypeUnknownTask, Message: fmt.Sprintf("%v: %q is not defined in this worker (is its package imported by the worker's main?)", ErrUnknownTask, r.TaskName)}
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			fail = panicError(p, debug.Stack())
+			err = panicError(p, debug.Stack())
 		}
 	}()
 	return def.run(ctx, r)

@@ -69,7 +69,8 @@ type immediateBackend struct {
 }
 
 // NewImmediateBackend returns a backend that runs each task in the caller's
-// goroutine as it is enqueued, so Enqueue returns a finished result. It is
+// goroutine as it is enqueued, so Enqueue returns a finished result. Retries
+// (MaxAttempts) run at once, without backoff. It is
 // the default when nothing is configured, which makes tasks work in
 // development and tests without a worker. Arguments and return values still
 // go through the serializer, so what works here also works on Redis.
@@ -87,9 +88,12 @@ func (b *immediateBackend) Features() Features {
 func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 	r := NewRawResult(msg, b.Serializer())
 	emit(ctx, hookEnqueued, r.clone())
-	r.Status, r.StartedAt, r.Attempts = StatusRunning, time.Now(), 1
-	r.WorkerIDs = []string{ImmediateWorkerID}
-	Execute(ctx, r)
+	// Retries (MaxAttempts) run at once: the caller is waiting.
+	for r.Status == StatusNew {
+		r.Status, r.StartedAt, r.Attempts = StatusRunning, time.Now(), r.Attempts+1
+		r.WorkerIDs = append(r.WorkerIDs, ImmediateWorkerID)
+		Execute(ctx, r)
+	}
 	// Kept only until Task.Enqueue picks it up with take.
 	b.put(r)
 	Finished(ctx, r)

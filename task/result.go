@@ -10,19 +10,21 @@ import (
 // Result is a typed handle on an enqueued task and, once it has finished,
 // its return value (django-tasks' TaskResult).
 type Result[R any] struct {
-	ID         string
-	TaskName   string
-	Status     Status
-	Priority   int
-	Queue      string
-	Backend    string
-	EnqueuedAt time.Time
-	RunAfter   time.Time // zero when not deferred
-	StartedAt  time.Time // zero until started
-	FinishedAt time.Time // zero until finished
-	Attempts   int
-	WorkerIDs  []string
-	Err        *Error // non-nil only when Status == StatusFailed
+	ID          string
+	TaskName    string
+	Status      Status
+	Priority    int
+	Queue       string
+	Backend     string
+	EnqueuedAt  time.Time
+	RunAfter    time.Time // zero when not deferred
+	StartedAt   time.Time // zero until started
+	FinishedAt  time.Time // zero until finished
+	Attempts    int
+	WorkerIDs   []string
+	Err         *Error   // non-nil only when Status == StatusFailed
+	Errors      []*Error // every failed attempt's error, oldest first (retries)
+	MaxAttempts int
 
 	value   R
 	backend Backend
@@ -47,6 +49,7 @@ func (r *Result[R]) set(raw *RawResult) error {
 	r.Queue, r.Backend = raw.Queue, raw.Backend
 	r.EnqueuedAt, r.RunAfter, r.StartedAt, r.FinishedAt = raw.EnqueuedAt, raw.RunAfter, raw.StartedAt, raw.FinishedAt
 	r.Attempts, r.WorkerIDs, r.Err = raw.Attempts, slices.Clone(raw.WorkerIDs), raw.Err
+	r.Errors, r.MaxAttempts = slices.Clone(raw.Errors), raw.MaxAttempts
 	r.value = v
 	return nil
 }

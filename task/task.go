@@ -33,6 +33,7 @@ type config struct {
 	backend  string
 	runAfter time.Duration // relative delay, resolved at Enqueue
 	runAt    time.Time     // absolute time; wins over runAfter when set last
+	limits   Limits
 }
 
 // Option changes how a task is enqueued; use it with Define or Using.
@@ -59,12 +60,44 @@ func RunAt(t time.Time) Option {
 	return func(c *config) { c.runAt, c.runAfter = t, 0 }
 }
 
+// MaxAttempts lets a failing task run up to n times in all (n-1 retries),
+// with exponential backoff between attempts (see Backoff). Default 1: no
+// retry, as in django-tasks. A task can cut retries short by returning
+// Permanent(err), or choose the delay by returning Retry(after).
+func MaxAttempts(n int) Option { return func(c *config) { c.limits.MaxAttempts = n } }
+
+// Backoff sets the delay before the first retry (base) and its cap (max).
+// The delay doubles with each failed attempt and is drawn at random from
+// its upper half (jitter), so that tasks that failed together do not retry
+// together. Defaults: DefaultBackoffBase and DefaultBackoffMax.
+func Backoff(base, max time.Duration) Option {
+	return func(c *config) { c.limits.BackoffBase, c.limits.BackoffMax = base, max }
+}
+
+// Timeout bounds one attempt: the task's context is cancelled at the
+// deadline and the attempt fails with a gotasks.Timeout error (and is
+// retried if attempts remain). A task that ignores its context is abandoned
+// TimeoutGrace after the deadline: its attempt fails, its worker slot and
+// lease are released, and its goroutine is left to finish on its own, its
+// result discarded. Default 0: no limit.
+func Timeout(d time.Duration) Option { return func(c *config) { c.limits.Timeout = d } }
+
 // Limits and defaults of the options.
 const (
 	MinPriority     = -100
 	MaxPriority     = 100
 	DefaultPriority = 0
 	DefaultQueue    = "default"
+
+	MaxMaxAttempts     = 1000
+	DefaultBackoffBase = time.Second
+	DefaultBackoffMax  = 10 * time.Minute
+	// TimeoutGrace is how long after its Timeout a task that ignores its
+	// context is abandoned.
+	TimeoutGrace = time.Second
+	// DefaultMaxArgsSize is the largest encoded argument size Enqueue
+	// accepts unless the backend says otherwise (ArgsLimiter).
+	DefaultMaxArgsSize = 1 << 20
 )
 
 // queueName keeps queue names usable as Redis keys, hash tags and URL
@@ -75,7 +108,7 @@ var queueName = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
 type Definition interface {
 	// Name is the registered task name.
 	Name() string
-	run(ctx context.Context, r *RawResult) (value []byte, fail *Error)
+	run(ctx context.Context, r *RawResult) (value []byte, err error)
 }
 
 var tasks struct {
@@ -243,6 +276,16 @@ func (c config) validate(b Backend) error {
 	if (!c.runAt.IsZero() || c.runAfter > 0) && !f.Defer {
 		return invalid("backend %q does not support RunAfter/RunAt", b.Name())
 	}
+	l := c.limits
+	if l.MaxAttempts < 0 || l.MaxAttempts > MaxMaxAttempts {
+		return invalid("MaxAttempts %d is out of range [1, %d]", l.MaxAttempts, MaxMaxAttempts)
+	}
+	if l.BackoffBase < 0 || l.BackoffMax < 0 || (l.BackoffMax > 0 && l.BackoffBase > l.BackoffMax) {
+		return invalid("Backoff(%v, %v) needs 0 <= base <= max", l.BackoffBase, l.BackoffMax)
+	}
+	if l.Timeout < 0 {
+		return invalid("Timeout %v is negative", l.Timeout)
+	}
 	return nil
 }
 
@@ -269,9 +312,12 @@ func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments cannot be serialized: %v", err))
 	}
+	if limit := maxArgsSize(b); len(payload) > limit {
+		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments are %d bytes encoded, over the limit of %d", len(payload), limit))
+	}
 	return b, &Message{
 		ID: NewID(), TaskName: t.name, Queue: c.queue, Priority: c.priority, Backend: b.Name(),
-		Args: payload, EnqueuedAt: now, RunAfter: runAfter,
+		Args: payload, EnqueuedAt: now, RunAfter: runAfter, Limits: c.limits.withDefaults(),
 	}, nil
 }
 
@@ -294,15 +340,16 @@ func (t *Task[A, R]) GetResult(ctx context.Context, id string) (*Result[R], erro
 }
 
 // run decodes the arguments, calls the function and encodes its return
-// value; any failure comes back as fail.
-func (t *Task[A, R]) run(ctx context.Context, r *RawResult) ([]byte, *Error) {
+// value. It returns the task's own error as is, and failures around the
+// call as *Error with a gotasks.* Type.
+func (t *Task[A, R]) run(ctx context.Context, r *RawResult) ([]byte, error) {
 	var args A
 	if err := r.DecodeArgs(&args); err != nil {
 		return nil, &Error{Type: ErrorTypeDecodeArgs, Message: fmt.Sprintf("arguments of %s do not decode into %T: %v", t.name, args, err)}
 	}
 	v, err := t.fn(ctx, args)
 	if err != nil {
-		return nil, NewError(err)
+		return nil, err
 	}
 	out, err := r.serializer().Marshal(v)
 	if err != nil {

@@ -54,6 +54,12 @@ type Options struct {
 	// wake-up before it looks at the queues again (a safety net: wake-ups
 	// normally arrive within milliseconds). Default 1s.
 	PollInterval time.Duration
+	// MaxRedeliveries: a task whose attempts ended this many times without
+	// an outcome (its worker crashed, was SIGKILLed, or lost the lease) is
+	// failed with gotasks.TooManyDeliveries instead of being run again, so
+	// that a task that kills its worker is not redelivered forever.
+	// Default 10.
+	MaxRedeliveries int
 	// NoScheduler turns off the scheduler that runs inside the worker
 	// (promoting deferred tasks and requeueing expired leases). Some process
 	// must run one.
@@ -67,6 +73,7 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultLeaseDuration   = 30 * time.Second
 	DefaultPollInterval    = time.Second
+	DefaultMaxRedeliveries = 10
 )
 
 // Worker claims and runs tasks. Create one with New and call Run.
@@ -106,6 +113,9 @@ func New(b *broker.Redis, opts Options) *Worker {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
+	if opts.MaxRedeliveries <= 0 {
+		opts.MaxRedeliveries = DefaultMaxRedeliveries
+	}
 	if opts.WorkerID == "" {
 		opts.WorkerID = defaultWorkerID()
 	}
@@ -136,8 +146,8 @@ func defaultWorkerID() string {
 // ID returns the worker id.
 func (w *Worker) ID() string { return w.opts.WorkerID }
 
-// Processed returns how many tasks this worker has finished (COMPLETE or
-// FAILED) since it started.
+// Processed returns how many attempts this worker has run to a stored
+// outcome (COMPLETE, FAILED, or a retry scheduled) since it started.
 func (w *Worker) Processed() int64 { return w.processed.Load() }
 
 // Run claims and runs tasks until ctx is done (or MaxTasks / Batch say
@@ -339,11 +349,17 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 	}()
 
 	start := time.Now()
-	if bad != nil {
+	switch {
+	case bad != nil:
 		// Nothing can run it; fail it with the reason rather than drop it.
-		r.Status, r.FinishedAt = task.StatusFailed, time.Now()
-		r.Err = &task.Error{Type: task.ErrorTypeBadPayload, Message: bad.Error()}
-	} else {
+		task.Fail(r, &task.Error{Type: task.ErrorTypeBadPayload, Message: bad.Error()})
+	case r.Attempts-1-len(r.Errors) > w.opts.MaxRedeliveries:
+		// Its earlier attempts ended without an outcome: their workers died
+		// (or were stopped) each time. It may be what kills them.
+		task.Fail(r, &task.Error{Type: task.ErrorTypeTooManyDeliveries, Message: fmt.Sprintf(
+			"attempt %d: %d earlier attempts ended without a result (worker crashed, was killed or lost its lease); not running it again",
+			r.Attempts, r.Attempts-1-len(r.Errors))})
+	default:
 		log.Debug("task started")
 		task.Execute(j.ctx, r)
 	}
@@ -351,29 +367,40 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 		log.Info("task handed back to its queue at shutdown", "duration", time.Since(start))
 		return
 	}
-	if err := w.finish(ctx, r); err != nil {
+	if err := w.store(ctx, r); err != nil {
 		if errors.Is(err, broker.ErrLeaseLost) {
-			log.Warn("task finished after its lease was lost; result discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
+			log.Warn("task finished after its lease was lost; outcome discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
 		} else {
-			log.Error("task result not stored; it will run again when its lease expires", "err", err)
+			log.Error("task outcome not stored; it will run again when its lease expires", "err", err)
 		}
 		return
 	}
 	w.processed.Add(1)
-	if r.Status == task.StatusFailed {
+	switch r.Status {
+	case task.StatusFailed:
 		log.Warn("task failed", "duration", time.Since(start), "error", r.Err.Error())
-	} else {
+	case task.StatusNew:
+		log.Warn("task attempt failed; will retry", "duration", time.Since(start), "error", r.Err.Error(),
+			"retry_at", r.RunAfter.Format(time.RFC3339Nano), "max_attempts", r.MaxAttempts)
+		return // not finished: no finished hook
+	default:
 		log.Info("task complete", "duration", time.Since(start))
 	}
 	task.Finished(ctx, r)
 }
 
-// finish writes the result, retrying while Redis is unreachable; it gives
-// up on a lost lease or when the worker's task context ends.
-func (w *Worker) finish(ctx context.Context, r *task.RawResult) error {
+// store writes the outcome of an attempt (the result, or the retry),
+// trying again while Redis is unreachable; it gives up on a lost lease or
+// when the worker's task context ends.
+func (w *Worker) store(ctx context.Context, r *task.RawResult) error {
 	var bo backoff.Backoff
 	for {
-		err := w.b.Finish(ctx, r)
+		var err error
+		if r.Status == task.StatusNew {
+			err = w.b.Retry(ctx, r)
+		} else {
+			err = w.b.Finish(ctx, r)
+		}
 		if err == nil || errors.Is(err, broker.ErrLeaseLost) || ctx.Err() != nil {
 			return err
 		}
