@@ -35,6 +35,9 @@ type Options struct {
 	Prefix     string                // key prefix, default "gotasks"
 	ResultTTL  time.Duration         // how long finished results are kept, default 24h
 	Serializer serializer.Serializer // arguments and return values; default msgpack
+	// MaxArgsSize limits the encoded size of a task's arguments; larger
+	// ones are refused at Enqueue with task.ErrInvalidTask. Default 1 MiB.
+	MaxArgsSize int
 }
 
 // Defaults of Options.
@@ -120,6 +123,14 @@ func (b *Redis) Name() string { return b.opts.Name }
 
 // Queues returns the allowed queue names (empty: any).
 func (b *Redis) Queues() []string { return slices.Clone(b.opts.Queues) }
+
+// MaxArgsSize returns the limit on a task's encoded arguments.
+func (b *Redis) MaxArgsSize() int {
+	if b.opts.MaxArgsSize > 0 {
+		return b.opts.MaxArgsSize
+	}
+	return task.DefaultMaxArgsSize
+}
 
 // Serializer returns the serializer for arguments and return values.
 func (b *Redis) Serializer() serializer.Serializer { return b.opts.Serializer }

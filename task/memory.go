@@ -20,6 +20,7 @@ type memoryStore struct {
 }
 
 func (m *memoryStore) Name() string     { return m.name }
+func (m *memoryStore) MaxArgsSize() int { return m.opts.MaxArgsSize }
 func (m *memoryStore) Queues() []string { return slices.Clone(m.opts.Queues) }
 func (m *memoryStore) Serializer() serializer.Serializer {
 	if m.opts.Serializer == nil {
