@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,6 +57,8 @@ type Redis struct {
 	mu     sync.Mutex
 	known  map[string]bool // queues this process has registered in the queue set
 	scache map[string]bool // script SHAs known to be loaded
+
+	noUnblock atomic.Bool // the server has no CLIENT ID / CLIENT UNBLOCK
 }
 
 // New returns a backend on client. The caller keeps ownership of client.

@@ -7,7 +7,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -291,36 +290,95 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 	// BLPOP takes the timeout in seconds with millisecond resolution; 0
 	// would mean forever.
 	timeout = min(max(timeout.Round(time.Millisecond), time.Millisecond), b.maxBlock())
-	// go-redis does not interrupt a blocking read when ctx is cancelled, so
-	// the command runs on its own and a cancelled caller returns at once. A
-	// token popped after the caller left is pushed back for someone else.
-	var abandoned atomic.Bool
-	done := make(chan error, 1)
-	go func() {
-		// go-redis' BLPop rounds timeouts to whole seconds; the scheduler
-		// needs milliseconds, which Redis (6.0+) accepts as a decimal.
-		args := make([]any, 0, len(ks)+2)
-		args = append(args, "BLPOP")
-		for _, k := range ks {
-			args = append(args, k)
+	if c, ok := b.rdb.(*redis.Client); ok && !b.noUnblock.Load() {
+		popped, err, supported := blockInterruptible(ctx, c, ks, timeout)
+		if supported {
+			return popped, err
 		}
-		args = append(args, strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))
-		res, err := b.rdb.Do(context.WithoutCancel(ctx), args...).StringSlice()
-		if err == nil && abandoned.Load() && len(res) == 2 {
-			b.rdb.RPush(context.WithoutCancel(ctx), res[0], res[1])
-		}
-		done <- err
-	}()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		abandoned.Store(true)
-		return false, ctx.Err()
+		b.noUnblock.Store(true)
 	}
+	// Without CLIENT UNBLOCK (miniredis, some proxies, Cluster for now),
+	// block in short steps so that cancellation is noticed soon and no
+	// command outlives the caller.
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		step := min(time.Until(deadline), blockStep)
+		if step <= 0 {
+			return false, nil
+		}
+		res, err := blpop(ctx, b.rdb, ks, step)
+		if popped, err := blpopResult(ks, res, err); popped || err != nil {
+			return popped, err
+		}
+	}
+}
+
+// blockStep bounds one BLPOP when it cannot be interrupted.
+const blockStep = 50 * time.Millisecond
+
+// blockInterruptible runs BLPOP on a connection of its own and, if ctx is
+// cancelled, ends it at once with CLIENT UNBLOCK, so that callers return
+// promptly and leave no command or goroutine behind. supported is false
+// when the server does not know CLIENT ID.
+func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (popped bool, err error, supported bool) {
+	conn := c.Conn()
+	defer conn.Close()
+	id, err := conn.ClientID(ctx).Result()
+	if err != nil {
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			return false, nil, false // the server answered: it has no CLIENT ID
+		}
+		return false, fmt.Errorf("wait on %v: %w", ks, err), true
+	}
+	type reply struct {
+		res []string
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		res, err := blpop(context.WithoutCancel(ctx), conn, ks, timeout)
+		done <- reply{res, err}
+	}()
+	select {
+	case r := <-done:
+		popped, err := blpopResult(ks, r.res, r.err)
+		return popped, err, true
+	case <-ctx.Done():
+	}
+	bg := context.WithoutCancel(ctx)
+	_ = c.ClientUnblock(bg, id).Err() // if this fails, BLPOP still ends at its timeout
+	r := <-done
+	if r.err == nil && len(r.res) == 2 {
+		// Popped just before the unblock: give the token to someone else.
+		c.RPush(bg, r.res[0], r.res[1])
+	}
+	return false, ctx.Err(), true
+}
+
+// blpop runs BLPOP with a millisecond timeout: go-redis' BLPop rounds it to
+// whole seconds, and Redis (6.0+) accepts a decimal.
+func blpop(ctx context.Context, c interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}, ks []string, timeout time.Duration) ([]string, error) {
+	args := make([]any, 0, len(ks)+2)
+	args = append(args, "BLPOP")
+	for _, k := range ks {
+		args = append(args, k)
+	}
+	// A timeout that rounds to 0 would block forever.
+	timeout = max(timeout, time.Millisecond)
+	args = append(args, strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))
+	return c.Do(ctx, args...).StringSlice()
+}
+
+func blpopResult(ks []string, res []string, err error) (bool, error) {
 	switch {
 	case err == nil:
-		return true, nil
+		return len(res) == 2, nil
 	case errors.Is(err, redis.Nil):
 		return false, nil
 	}
