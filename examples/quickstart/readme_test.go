@@ -19,7 +19,7 @@ func TestSignupSendsWelcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reminder, _ := sendEmail.Using(task.RunAfter(24 * time.Hour)).Enqueue(ctx, Email{To: "ann@example.com"})
+	reminder, _ := sendEmail.Using(task.RunAfter(24*time.Hour)).Enqueue(ctx, Email{To: "ann@example.com"})
 
 	if n, err := env.RunUntilIdle(ctx); err != nil || n != 1 { // runs every ready task
 		t.Fatalf("ran %d tasks: %v", n, err)
