@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/worker"
+)
+
+// benchHotPath measures gotasks' worker hot path: b.N pending tasks
+// claimed, run and completed by one worker at concurrency c, so that
+// ns/op, B/op and allocs/op are per task and include everything the worker
+// process does for it (claim script, decoding, goroutine, lease tracking,
+// the task itself, the finish script, go-redis). Filling the queue is not
+// timed. The in-process scheduler is off: it is not per task.
+//
+// It lives outside the _test files so that the bench command can run it
+// too (testing.Benchmark) and put allocs/task in its table.
+func benchHotPath(b *testing.B, url string, c int) {
+	ctx := context.Background()
+	b.StopTimer()
+	a, err := newAdmin(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	sys, err := openGotasks(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sys.Close()
+	if err := sys.Fill(ctx, b.N); err != nil {
+		b.Fatal(err)
+	}
+	br, err := broker.Open(url, broker.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.Close()
+	w := worker.New(br, worker.Options{
+		Queues: []string{noop.QueueName()}, Concurrency: c, MaxTasks: b.N,
+		NoScheduler: true, Logger: quietLogger(),
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.StartTimer()
+	if err := w.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if got := w.Processed(); got != int64(b.N) {
+		b.Fatalf("worker completed %d tasks, want %d", got, b.N)
+	}
+}
