@@ -15,12 +15,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,10 +229,13 @@ func run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if !cfg.SkipAsynq {
 		r.systems = append(r.systems, nameAsynq)
 	}
+	load := loadAverage()
 	if err := r.measureAll(ctx); err != nil {
 		return nil, err
 	}
-	return &Report{Machine: machine(ctx, a), Config: cfg, Rows: buildRows(cfg, r.res, r.notes)}, nil
+	m := machine(ctx, a)
+	m.Load = load + " → " + loadAverage()
+	return &Report{Machine: m, Config: cfg, Rows: buildRows(cfg, r.res, r.notes)}, nil
 }
 
 func (r *runner) measureAll(ctx context.Context) error {
@@ -248,12 +253,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 		r.memory,
 	}
 	for _, conc := range c.Concurrency {
-		steps = append(steps, r.one(fmt.Sprintf("drain_c%d", conc), func(ctx context.Context, s system) (float64, error) {
-			if conc == 16 && s.Name() == nameGotasks && c.CPUProfile != "" {
-				return r.profiled(func() (float64, error) { return drainRate(ctx, s, c.Tasks, conc) })
-			}
-			return drainRate(ctx, s, c.Tasks, conc)
-		}))
+		steps = append(steps, r.drain(conc))
 	}
 	steps = append(steps,
 		r.one("drain_2proc", func(ctx context.Context, s system) (float64, error) {
@@ -263,11 +263,13 @@ func (r *runner) measureAll(ctx context.Context) error {
 		r.claimGrowth,
 		r.hotPath,
 	)
+	start := time.Now()
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return err
 		}
 	}
+	fmt.Fprintf(r.log, "bench: measured in %v\n", time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -282,12 +284,13 @@ func (r *runner) each(ctx context.Context, what string, fn func(ctx context.Cont
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		vals, err := fn(ctx, s)
 		if cerr := s.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("%s: close: %w", name, cerr)
 		}
 		if errors.Is(err, errNoBatch) {
-			fmt.Fprintf(r.log, "%-8s %-40s n/a\n", name, what)
+			fmt.Fprintf(r.log, "%-8s %-20s n/a\n", name, what)
 			continue
 		}
 		if err != nil {
@@ -296,7 +299,7 @@ func (r *runner) each(ctx context.Context, what string, fn func(ctx context.Cont
 		for id, v := range vals {
 			r.res.set(id, name, v)
 		}
-		fmt.Fprintf(r.log, "%-8s %-40s %s\n", name, what, describe(vals))
+		fmt.Fprintf(r.log, "%-8s %-20s %s (%v)\n", name, what, describe(vals), time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -313,10 +316,42 @@ func (r *runner) one(id string, fn func(ctx context.Context, s system) (float64,
 
 func describe(vals map[string]float64) string {
 	var parts []string
-	for id, v := range vals {
+	for _, id := range slices.Sorted(maps.Keys(vals)) {
+		v := vals[id]
 		parts = append(parts, fmt.Sprintf("%s=%s", id, num(&v)))
 	}
 	return strings.Join(parts, " ")
+}
+
+// drain measures the in-process drain at concurrency conc; at 16 it also
+// records the CPU per task of Redis and of the worker process, and takes
+// the CPU profile if asked.
+func (r *runner) drain(conc int) func(context.Context) error {
+	id := fmt.Sprintf("drain_c%d", conc)
+	return func(ctx context.Context) error {
+		return r.each(ctx, id, func(ctx context.Context, s system) (map[string]float64, error) {
+			measure := func() (drainResult, error) { return drainRate(ctx, r.admin, s, r.cfg.Tasks, conc) }
+			if conc == 16 && s.Name() == nameGotasks && r.cfg.CPUProfile != "" {
+				measure = func() (drainResult, error) {
+					var d drainResult
+					err := r.profiled(func() (err error) { d, err = drainRate(ctx, r.admin, s, r.cfg.Tasks, conc); return err })
+					return d, err
+				}
+			}
+			d, err := measure()
+			if err != nil {
+				return nil, err
+			}
+			vals := map[string]float64{id: d.rate}
+			if conc == 16 {
+				vals["redis_cpu_c16"] = d.redisCPU
+				if d.procCPU > 0 {
+					vals["worker_cpu_c16"] = d.procCPU
+				}
+			}
+			return vals, nil
+		})
+	}
 }
 
 func (r *runner) memory(ctx context.Context) error {
@@ -329,7 +364,7 @@ func (r *runner) memory(ctx context.Context) error {
 			return fmt.Errorf("%s: memory per task: %w", name, err)
 		}
 		r.res.set("memory_per_task", name, v)
-		fmt.Fprintf(r.log, "%-8s %-40s %s bytes\n", name, "memory_per_task", num(&v))
+		fmt.Fprintf(r.log, "%-8s %-20s %s bytes\n", name, "memory_per_task", num(&v))
 	}
 	return nil
 }
@@ -354,12 +389,13 @@ func (r *runner) claimGrowth(ctx context.Context) error {
 		if err := r.admin.flush(ctx); err != nil {
 			return 0, err
 		}
+		start := time.Now()
 		v, err := claimCost(ctx, r.url, pending, c.ClaimTasks)
 		if err != nil {
 			return 0, fmt.Errorf("gotasks: %s: %w", id, err)
 		}
 		r.res.set(id, nameGotasks, v)
-		fmt.Fprintf(r.log, "%-8s %-40s %s µs/task\n", nameGotasks, id, num(&v))
+		fmt.Fprintf(r.log, "%-8s %-20s %s µs/task (%v with the fill)\n", nameGotasks, id, num(&v), time.Since(start).Round(time.Millisecond))
 		return v, nil
 	}
 	small, err := measure("claim_small", c.SmallPending)
@@ -389,24 +425,24 @@ func (r *runner) hotPath(ctx context.Context) error {
 	allocs, bytes := float64(res.AllocsPerOp()), float64(res.AllocedBytesPerOp())
 	r.res.set("hotpath_allocs", nameGotasks, allocs)
 	r.res.set("hotpath_bytes", nameGotasks, bytes)
-	fmt.Fprintf(r.log, "%-8s %-40s %s (%s allocs/task, %s B/task)\n", nameGotasks, "hot path", res.String(), num(&allocs), num(&bytes))
+	fmt.Fprintf(r.log, "%-8s %-20s %s (%s allocs/task, %s B/task)\n", nameGotasks, "hot path", res.String(), num(&allocs), num(&bytes))
 	return ctx.Err()
 }
 
 // profiled runs fn under the CPU profiler.
-func (r *runner) profiled(fn func() (float64, error)) (float64, error) {
+func (r *runner) profiled(fn func() error) error {
 	f, err := os.Create(r.cfg.CPUProfile)
 	if err != nil {
-		return 0, fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("cpu profile: %w", err)
 	}
 	defer f.Close()
 	if err := pprof.StartCPUProfile(f); err != nil {
-		return 0, fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("cpu profile: %w", err)
 	}
-	v, err := fn()
+	err = fn()
 	pprof.StopCPUProfile()
 	fmt.Fprintf(r.log, "bench: CPU profile of the gotasks drain at concurrency 16 in %s\n", r.cfg.CPUProfile)
-	return v, err
+	return err
 }
 
 // machine describes where the run happened.

@@ -108,30 +108,53 @@ func drainTimeout(n int) time.Duration {
 	return max(time.Minute, time.Duration(n/200)*time.Second)
 }
 
+// drainResult is one in-process drain: the rate, and the CPU time Redis
+// and this process spent per task. CPU time per task is the steadier
+// number on a busy machine, and says which side is the bottleneck.
+type drainResult struct {
+	rate              float64 // tasks/s
+	redisCPU, procCPU float64 // µs per task
+}
+
 // drainRate fills n tasks, then times one in-process worker at concurrency
 // c from its start until every task is complete.
-func drainRate(ctx context.Context, s system, n, c int) (float64, error) {
+func drainRate(ctx context.Context, a *admin, s system, n, c int) (drainResult, error) {
 	if err := s.Fill(ctx, n); err != nil {
-		return 0, err
+		return drainResult{}, err
 	}
+	redis0, err := a.cpuSeconds(ctx)
+	if err != nil {
+		return drainResult{}, err
+	}
+	proc0 := processCPU()
 	ran0 := ran.Load()
 	start := time.Now()
 	stop, err := s.StartWorker(ctx, c)
 	if err != nil {
-		return 0, err
+		return drainResult{}, err
 	}
 	err = waitDrained(ctx, s, drainTimeout(n))
 	elapsed := time.Since(start)
+	proc := processCPU() - proc0
 	if serr := stop(); err == nil {
 		err = serr
 	}
 	if err != nil {
-		return 0, err
+		return drainResult{}, err
 	}
 	if got := ran.Load() - ran0; got < int64(n) {
-		return 0, fmt.Errorf("%s: the queue is empty but only %d of %d tasks ran", s.Name(), got, n)
+		return drainResult{}, fmt.Errorf("%s: the queue is empty but only %d of %d tasks ran", s.Name(), got, n)
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	redis1, err := a.cpuSeconds(ctx)
+	if err != nil {
+		return drainResult{}, err
+	}
+	perTask := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(n) }
+	return drainResult{
+		rate:     float64(n) / elapsed.Seconds(),
+		redisCPU: perTask(time.Duration((redis1 - redis0) * float64(time.Second))),
+		procCPU:  perTask(proc),
+	}, nil
 }
 
 // drainRateProcs is drainRate with procs worker processes: the bench binary

@@ -230,6 +230,23 @@ func (a *admin) waitClients(ctx context.Context, n int) error {
 	}
 }
 
+// cpuSeconds is the CPU time the server has used (INFO cpu, user + sys).
+func (a *admin) cpuSeconds(ctx context.Context) (float64, error) {
+	var total float64
+	for _, f := range []string{"used_cpu_user", "used_cpu_sys"} {
+		v, err := a.info(ctx, "cpu", f)
+		if err != nil {
+			return 0, err
+		}
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s %q: %w", f, v, err)
+		}
+		total += x
+	}
+	return total, nil
+}
+
 // version is the server's redis_version.
 func (a *admin) version(ctx context.Context) string {
 	v, err := a.info(ctx, "server", "redis_version")

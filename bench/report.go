@@ -21,6 +21,7 @@ type Machine struct {
 	Date      string `json:"date"`
 	CPU       string `json:"cpu"`
 	CPUs      int    `json:"cpus"`
+	Load      string `json:"load"` // 1-minute load average at the start → at the end
 	OS        string `json:"os"`
 	GoVersion string `json:"go"`
 	Redis     string `json:"redis"`
@@ -85,6 +86,10 @@ func metrics(cfg Config) []metric {
 		drain(1, "", nil),
 		drain(16, "≥ 10× asynq", atLeastTimes(10)),
 		drain(64, "", nil),
+		{id: "redis_cpu_c16", label: "Redis CPU per task, drain at concurrency 16", unit: "µs/task", lowerBetter: true, asynq: true,
+			note: "INFO cpu; steadier than rates on a busy machine"},
+		{id: "worker_cpu_c16", label: "worker process CPU per task, same drain", unit: "µs/task", lowerBetter: true, asynq: true,
+			note: "in-process worker, with the bench's 2 ms polling"},
 		{id: "drain_2proc", label: fmt.Sprintf("drain, 2 processes × concurrency %d", cfg.ProcConcurrency),
 			unit: "tasks/s", asynq: true},
 		{id: "latency_p50", label: "idle enqueue→start latency p50", unit: "ms", lowerBetter: true, asynq: true,
@@ -178,8 +183,8 @@ func writeTable(w io.Writer, r *Report, markdown bool) error {
 	m := r.Machine
 	c := r.Config
 	var b strings.Builder
-	fmt.Fprintf(&b, "gotasks %s vs asynq %s · redis %s · %s · %d CPUs (%s) · %s · %s\n",
-		m.Gotasks, m.Asynq, m.Redis, m.GoVersion, m.CPUs, m.CPU, m.OS, m.Date)
+	fmt.Fprintf(&b, "gotasks %s vs asynq %s · redis %s · %s · %d CPUs (%s) · %s · load %s · %s\n",
+		m.Gotasks, m.Asynq, m.Redis, m.GoVersion, m.CPUs, m.CPU, m.OS, m.Load, m.Date)
 	fmt.Fprintf(&b, "tasks=%d · payload %d bytes · latency: %d samples at concurrency %d, random pause < %v before each\n\n",
 		c.Tasks, c.PayloadBytes, c.LatencySamples, c.LatencyConcurrency, c.LatencyGap)
 	cells := tableCells(r)
