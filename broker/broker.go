@@ -81,40 +81,6 @@ func New(client redis.UniversalClient, opts Options) *Redis {
 	return &Redis{rdb: client, opts: opts, known: map[string]bool{}}
 }
 
-// Open connects to the Redis at url (redis://[user:password@]host:port/db or
-// rediss:// for TLS) and returns a backend that owns the connection.
-func Open(url string, opts Options) (*Redis, error) {
-	ropts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", RedactURL(url), err)
-	}
-	ropts.ContextTimeoutEnabled = true
-	b := New(redis.NewClient(ropts), opts)
-	b.owned = true
-	return b, nil
-}
-
-// RedactURL returns url with any password replaced by "xxxxx", for logs.
-func RedactURL(url string) string {
-	scheme, rest, ok := strings.Cut(url, "://")
-	if !ok {
-		return url
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return url
-	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		if user == "" {
-			return url
-		}
-		// redis://password@host is also accepted by some clients
-		return scheme + "://xxxxx" + rest[at:]
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
-}
-
 // Client returns the underlying Redis client.
 func (b *Redis) Client() redis.UniversalClient { return b.rdb }
 

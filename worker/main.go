@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -39,6 +40,36 @@ type Config struct {
 	LogLevel        string // debug, info, warn, error
 	NoStartupDelay  bool
 	NoScheduler     bool
+
+	// Connection settings that override the URL's (see broker.ConnOptions).
+	RedisUsername string
+	RedisPassword string // never logged nor printed
+	TLSCA         string
+	TLSCert       string
+	TLSKey        string
+	TLSServerName string
+	TLSSkipVerify bool // for tests only
+}
+
+// ConnOptions returns the connection settings of the flags, with a pool of
+// at least poolSize connections.
+func (c Config) ConnOptions(poolSize int) broker.ConnOptions {
+	return broker.ConnOptions{
+		Username: c.RedisUsername, Password: c.RedisPassword,
+		CAFile: c.TLSCA, CertFile: c.TLSCert, KeyFile: c.TLSKey, ServerName: c.TLSServerName,
+		InsecureSkipVerify: c.TLSSkipVerify, PoolSize: poolSize,
+	}
+}
+
+func hasScheme(url, scheme string) bool {
+	s, _, ok := strings.Cut(url, "://")
+	return ok && strings.EqualFold(s, scheme)
+}
+
+func isMemoryURL(url string) bool { return hasScheme(url, "memory") }
+
+func (c Config) usesTLSFlags() bool {
+	return c.TLSCA != "" || c.TLSCert != "" || c.TLSKey != "" || c.TLSServerName != "" || c.TLSSkipVerify
 }
 
 // listFlag collects a repeatable, comma-separated flag.
@@ -68,6 +99,15 @@ func ParseFlags(name string, args []string, out io.Writer) (Config, error) {
 	}
 	var queues, exclude listFlag
 	fs.StringVar(&c.RedisURL, "redis-url", defURL, "Redis to serve: redis://[user:password@]host:port/db, rediss:// for TLS, or memory:// for an embedded in-memory Redis (default from $GOTASKS_REDIS_URL)")
+	// The default may hold a password: --help shows it redacted.
+	fs.Lookup("redis-url").DefValue = broker.RedactURL(defURL)
+	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user (overrides the URL's; default: the URL's, else the default user)")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (overrides the URL's; default from $GOTASKS_REDIS_PASSWORD); prefer the environment variable, which other users cannot see in the process list")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "PEM file of the CAs that verify the Redis server's certificate (default: the system's); needs rediss://")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM client certificate, for a Redis with tls-auth-clients; needs rediss://")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key of --tls-cert (default: in the --tls-cert file)")
+	fs.StringVar(&c.TLSServerName, "tls-server-name", "", "name to verify the server's certificate against (default: the URL's host)")
+	fs.BoolVar(&c.TLSSkipVerify, "tls-skip-verify", false, "do not verify the server's certificate: FOR TESTING ONLY (encrypted, but anyone in between can read it)")
 	fs.StringVar(&c.Prefix, "prefix", broker.DefaultPrefix, "key prefix, to share one Redis between applications")
 	fs.Var(&queues, "queue", "queue to serve; repeat or separate with commas; * serves every queue (default *)")
 	fs.Var(&exclude, "exclude-queue", "queue not to serve with --queue '*'; repeatable")
@@ -101,6 +141,24 @@ Flags:
 		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	c.Queues, c.Exclude = queues, exclude
+	passwordSet := false
+	fs.Visit(func(f *flag.Flag) { passwordSet = passwordSet || f.Name == "redis-password" })
+	if !passwordSet {
+		c.RedisPassword = os.Getenv("GOTASKS_REDIS_PASSWORD")
+	}
+	if c.usesTLSFlags() && !hasScheme(c.RedisURL, "rediss") {
+		return c, fmt.Errorf("--tls-* flags need a rediss:// --redis-url, not %s", broker.RedactURL(c.RedisURL))
+	}
+	if c.TLSKey != "" && c.TLSCert == "" {
+		return c, fmt.Errorf("--tls-key needs --tls-cert")
+	}
+	if !isMemoryURL(c.RedisURL) {
+		// A bad URL is a bad flag, reported redacted before anything else
+		// can show it.
+		if _, err := broker.ClientOptions(c.RedisURL, broker.ConnOptions{}); err != nil {
+			return c, fmt.Errorf("--redis-url %w", err)
+		}
+	}
 	if c.Concurrency <= 0 {
 		return c, fmt.Errorf("--concurrency must be at least 1, not %d", c.Concurrency)
 	}
@@ -192,7 +250,18 @@ func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
 // in-memory Redis (miniredis) that lives until the returned close function
 // is called; its address is logged so that producers can reach it.
 func OpenRedis(url string, opts broker.Options, poolSize int, log *slog.Logger) (*broker.Redis, func(), error) {
-	if strings.HasPrefix(url, "memory://") {
+	return OpenRedisWith(url, opts, broker.ConnOptions{PoolSize: poolSize}, log)
+}
+
+// OpenRedisWith is OpenRedis with connection settings (credentials, TLS)
+// that override the URL's. The embedded memory:// Redis has no password and
+// no TLS: credentials are ignored, TLS settings are an error.
+func OpenRedisWith(url string, opts broker.Options, conn broker.ConnOptions, log *slog.Logger) (*broker.Redis, func(), error) {
+	poolSize := conn.PoolSize
+	if isMemoryURL(url) {
+		if conn.TLS != nil || conn.CAFile != "" || conn.CertFile != "" || conn.KeyFile != "" || conn.ServerName != "" || conn.InsecureSkipVerify {
+			return nil, nil, fmt.Errorf("--redis-url memory:// takes no TLS settings")
+		}
 		m := miniredis.NewMiniRedis()
 		if err := m.Start(); err != nil {
 			return nil, nil, fmt.Errorf("start embedded redis: %w", err)
@@ -201,26 +270,35 @@ func OpenRedis(url string, opts broker.Options, poolSize int, log *slog.Logger) 
 		client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, PoolSize: poolSize})
 		return broker.New(client, opts), func() { _ = client.Close(); m.Close() }, nil
 	}
-	ropts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--redis-url %s: %w", broker.RedactURL(url), err)
-	}
-	ropts.ContextTimeoutEnabled = true
 	// Every running task may be writing its result while the fetcher and
-	// the scheduler hold blocking connections.
-	ropts.PoolSize = max(ropts.PoolSize, poolSize)
-	client := redis.NewClient(ropts)
-	return broker.New(client, opts), func() { _ = client.Close() }, nil
+	// the scheduler hold blocking connections: conn.PoolSize is a minimum.
+	b, err := broker.OpenWith(url, opts, conn)
+	if err != nil {
+		// broker's errors carry the redacted URL, never the password.
+		return nil, nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	return b, func() { _ = b.Close() }, nil
 }
 
 // RunConfig runs a worker as configured until ctx is done (or --max-tasks
 // / --batch say stop).
 func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
-	b, closeRedis, err := OpenRedis(cfg.RedisURL, broker.Options{Prefix: cfg.Prefix}, cfg.Concurrency+len(cfg.Queues)+10, log)
+	// Logs only ever show the URL redacted.
+	url := broker.RedactURL(cfg.RedisURL)
+	conn := cfg.ConnOptions(cfg.Concurrency + len(cfg.Queues) + 10)
+	b, closeRedis, err := OpenRedisWith(cfg.RedisURL, broker.Options{Prefix: cfg.Prefix}, conn, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
+	if c, ok := b.Client().(*redis.Client); ok && !isMemoryURL(cfg.RedisURL) {
+		o := c.Options()
+		log.Info("connecting to redis", "url", url, "tls", o.TLSConfig != nil,
+			"user", cmp.Or(o.Username, "default"), "password_set", o.Password != "")
+		if o.TLSConfig != nil && o.TLSConfig.InsecureSkipVerify {
+			log.Warn("the Redis server's TLS certificate is not verified (--tls-skip-verify or skip_verify): for testing only")
+		}
+	}
 	if !cfg.NoStartupDelay {
 		// Many pods starting at once would otherwise hit Redis together.
 		select {
@@ -230,7 +308,7 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	if err := b.Check(ctx); err != nil {
-		log.Warn("redis not reachable yet; the worker keeps trying", "url", broker.RedactURL(cfg.RedisURL), "err", err)
+		log.Warn("redis not reachable yet; the worker keeps trying", "url", url, "err", err)
 	}
 	if len(task.Registered()) == 0 {
 		log.Warn("no tasks are defined in this program; every task will fail as unknown (import the packages that call task.Define)")

@@ -2,13 +2,18 @@ package worker_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/worker"
 )
 
@@ -69,9 +74,156 @@ func TestHelpExplainsFlags(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, f := range []string{"redis-url", "queue", "exclude-queue", "concurrency", "worker-id", "max-tasks",
-		"batch", "shutdown-timeout", "log-format", "log-level", "no-startup-delay", "SIGTERM"} {
+		"batch", "shutdown-timeout", "log-format", "log-level", "no-startup-delay", "SIGTERM",
+		"redis-username", "redis-password", "GOTASKS_REDIS_PASSWORD", "tls-ca", "tls-cert", "tls-key",
+		"tls-server-name", "tls-skip-verify", "TESTING ONLY"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("help does not mention %s", f)
 		}
+	}
+}
+
+func TestParseFlagsSecurity(t *testing.T) {
+	t.Setenv("GOTASKS_REDIS_URL", "")
+	t.Setenv("GOTASKS_REDIS_PASSWORD", "")
+	cfg, err := worker.ParseFlags("worker", []string{
+		"--redis-url", "rediss://redis.example:6380/1", "--redis-username", "app", "--redis-password", "s3cret",
+		"--tls-ca", "/etc/ca.pem", "--tls-cert", "/etc/client.pem", "--tls-key", "/etc/client.key",
+		"--tls-server-name", "redis.internal", "--tls-skip-verify",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := broker.ConnOptions{
+		Username: "app", Password: "s3cret", CAFile: "/etc/ca.pem", CertFile: "/etc/client.pem", KeyFile: "/etc/client.key",
+		ServerName: "redis.internal", InsecureSkipVerify: true, PoolSize: 12,
+	}
+	if got := cfg.ConnOptions(12); got != want {
+		t.Errorf("ConnOptions = %+v\nwant %+v", got, want)
+	}
+	cfg, err = worker.ParseFlags("worker", []string{"--redis-url", "redis://h/0"}, &bytes.Buffer{})
+	if err != nil || cfg.RedisUsername != "" || cfg.RedisPassword != "" || cfg.TLSCA != "" || cfg.TLSSkipVerify {
+		t.Errorf("defaults: %v, user %q, password set %v, ca %q, skip verify %v", err, cfg.RedisUsername, cfg.RedisPassword != "", cfg.TLSCA, cfg.TLSSkipVerify)
+	}
+}
+
+func TestParseFlagsPasswordFromEnvironment(t *testing.T) {
+	t.Setenv("GOTASKS_REDIS_URL", "")
+	t.Setenv("GOTASKS_REDIS_PASSWORD", "from-env")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "from-env"},
+		{[]string{"--redis-password", "from-flag"}, "from-flag"},
+		{[]string{"--redis-password="}, ""}, // explicitly none
+	} {
+		cfg, err := worker.ParseFlags("worker", c.args, &bytes.Buffer{})
+		if err != nil || cfg.RedisPassword != c.want {
+			t.Errorf("%v: password %q, %v; want %q", c.args, cfg.RedisPassword, err, c.want)
+		}
+	}
+}
+
+// TestHelpHidesSecrets: the defaults --help prints come from the
+// environment, which may hold passwords.
+func TestHelpHidesSecrets(t *testing.T) {
+	t.Setenv("GOTASKS_REDIS_URL", "redis://app:url-s3cret@redis.example:6379/0")
+	t.Setenv("GOTASKS_REDIS_PASSWORD", "env-s3cret")
+	var out bytes.Buffer
+	if _, err := worker.ParseFlags("worker", []string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(out.String(), "s3cret") {
+		t.Errorf("--help shows a password:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "redis://app:xxxxx@redis.example:6379/0") {
+		t.Errorf("--help does not show the redacted default URL:\n%s", out.String())
+	}
+}
+
+func TestParseFlagsRejectsBadTLS(t *testing.T) {
+	t.Setenv("GOTASKS_REDIS_URL", "")
+	for _, args := range [][]string{
+		{"--redis-url", "redis://app:s3cret@h/0", "--tls-ca", "/etc/ca.pem"},
+		{"--redis-url", "redis://app:s3cret@h/0", "--tls-skip-verify"},
+		{"--redis-url", "memory://", "--tls-cert", "/etc/client.pem"},
+		{"--tls-server-name", "x"}, // the default redis:// URL
+		{"--redis-url", "rediss://h/0", "--tls-key", "/etc/client.key"},
+		{"--redis-url", "redis://app:s3cret@h:port/0"},
+		{"--redis-url", "redis://app:s3/cret@h/0"},
+		{"--redis-url", "redis://app:s3cret@h/0?colour=blue"},
+		{"--redis-url", "rediss://app:s3cret@h/0?tls_ca=/nonexistent/ca.pem"},
+	} {
+		_, err := worker.ParseFlags("worker", args, &bytes.Buffer{})
+		if err == nil {
+			t.Errorf("%v: no error", args)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%v: error %q shows the password", args, err)
+		}
+	}
+}
+
+func TestOpenRedisErrorsHidePassword(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	_, _, err := worker.OpenRedisWith("rediss://app:s3cret@h:6380/0", broker.Options{},
+		broker.ConnOptions{CAFile: "/nonexistent/ca.pem"}, log)
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "/nonexistent/ca.pem") ||
+		!strings.Contains(err.Error(), "app:xxxxx@h:6380") {
+		t.Errorf("missing CA: %v", err)
+	}
+	if _, _, err := worker.OpenRedisWith("memory://", broker.Options{}, broker.ConnOptions{CAFile: "/etc/ca.pem"}, log); err == nil {
+		t.Error("memory:// with a TLS CA: no error")
+	}
+}
+
+// TestRunConfigWithACL: a worker against a Redis with an ACL user, with the
+// password in the URL or in --redis-password; the debug log never shows it.
+func TestRunConfigWithACL(t *testing.T) {
+	m := miniredis.RunT(t)
+	m.RequireUserAuth("app", "s3cret")
+	for _, c := range []struct {
+		name    string
+		args    []string
+		wantErr bool // the worker cannot reach Redis
+	}{
+		{"password in the URL", []string{"--redis-url", "redis://app:s3cret@" + m.Addr() + "/0"}, false},
+		{"password flag", []string{"--redis-url", "redis://" + m.Addr() + "/0", "--redis-username", "app", "--redis-password", "s3cret"}, false},
+		{"password flag over the URL's", []string{"--redis-url", "redis://app:wrong-s3cret@" + m.Addr() + "/0", "--redis-password", "s3cret"}, false},
+		{"wrong password", []string{"--redis-url", "redis://app:bad-s3cret@" + m.Addr() + "/0"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("GOTASKS_REDIS_PASSWORD", "")
+			args := append([]string{"--batch", "--no-startup-delay", "--log-level", "debug", "--queue", "q"}, c.args...)
+			cfg, err := worker.ParseFlags("worker", args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if c.wantErr {
+				// It keeps trying: stop it after a moment.
+				ctx, cancel = context.WithTimeout(ctx, 500*time.Millisecond)
+				defer cancel()
+			}
+			err = worker.RunConfig(ctx, cfg, cfg.NewLogger(&out))
+			log := out.String()
+			if err != nil {
+				t.Errorf("RunConfig: %v", err)
+			}
+			if strings.Contains(log, "s3cret") {
+				t.Errorf("the log shows the password:\n%s", log)
+			}
+			if !strings.Contains(log, "connecting to redis") || !strings.Contains(log, "password_set=true") {
+				t.Errorf("the log does not say how it connects:\n%s", log)
+			}
+			if c.wantErr != strings.Contains(log, "WRONGPASS") {
+				t.Errorf("want an auth error in the log: %v\n%s", c.wantErr, log)
+			}
+			if !c.wantErr && !strings.Contains(log, "worker stopped") {
+				t.Errorf("the batch worker did not run:\n%s", log)
+			}
+		})
 	}
 }
