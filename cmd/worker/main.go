@@ -39,7 +39,7 @@ func run(args []string) int {
 		return runDemo(cfg)
 	}
 	log := cfg.NewLogger(os.Stderr)
-	if err := openRecorder(cfg.RedisURL); err != nil {
+	if err := openRecorder(cfg); err != nil {
 		log.Error("demo.record needs Redis", "err", err)
 		return 1
 	}

@@ -8,7 +8,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
+	"github.com/gotasks/gotasks/worker"
 )
 
 // The demo tasks. A real worker defines its own tasks in its own packages;
@@ -72,8 +74,9 @@ var (
 // recorder is the Redis demo.record writes to: the worker's own Redis.
 var recorder redis.UniversalClient
 
-func openRecorder(url string) error {
-	opts, err := redis.ParseURL(url)
+func openRecorder(cfg worker.Config) error {
+	// The same connection settings as the worker's (TLS, ACL user).
+	opts, err := broker.ClientOptions(cfg.RedisURL, cfg.ConnOptions(0))
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)
 	}
