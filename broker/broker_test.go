@@ -534,7 +534,7 @@ func TestFencing(t *testing.T) {
 		t.Errorf("Finish of attempt 1 = %v, want ErrLeaseLost", err)
 	}
 	lost, err = e.b.Renew(e.ctx, "q", []*task.RawResult{r1}, 10*time.Second)
-	if err != nil || !slices.Equal(lost, []string{msg.ID}) {
+	if err != nil || !slices.Equal(rawIDs(lost), []string{msg.ID}) {
 		t.Errorf("Renew of attempt 1 = %v, %v; want [%s] lost", lost, err, msg.ID)
 	}
 	if n, err := e.b.Requeue(e.ctx, "q", []*task.RawResult{r1}); err != nil || n != 0 {
@@ -574,11 +574,12 @@ func TestRenewMixed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(lost)
+	lostIDs := rawIDs(lost)
+	slices.Sort(lostIDs)
 	want := []string{other.ID, unknown.ID}
 	slices.Sort(want)
-	if !slices.Equal(lost, want) {
-		t.Errorf("lost = %v, want %v", lost, want)
+	if !slices.Equal(lostIDs, want) {
+		t.Errorf("lost = %v, want %v", lostIDs, want)
 	}
 	if s, _ := e.m.ZScore("{gotasks:q}:running", held.ID); int64(s) != base.Add(time.Minute).UnixMilli() {
 		t.Errorf("held lease not extended: %d", int64(s))
@@ -965,4 +966,12 @@ func TestGetResultAfterScriptFlush(t *testing.T) {
 	if err != nil || r.Status != task.StatusNew {
 		t.Fatalf("GetResult after SCRIPT FLUSH = %v, %v", r, err)
 	}
+}
+
+func rawIDs(rs []*task.RawResult) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
 }

@@ -122,8 +122,9 @@ func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Du
 }
 
 // Renew extends the leases of running tasks of one queue that the caller
-// still holds, and returns the ids of those whose lease it lost.
-func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResult, lease time.Duration) (lost []string, err error) {
+// still holds (each identified by its id and attempt number), and returns
+// those whose lease it lost.
+func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResult, lease time.Duration) (lost []*task.RawResult, err error) {
 	if len(running) == 0 {
 		return nil, nil
 	}
@@ -133,9 +134,14 @@ func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResu
 	for _, r := range running {
 		args = append(args, r.ID, r.Attempts)
 	}
-	lost, err = b.run(ctx, renewScript, []string{k.running, k.tasks}, args...).StringSlice()
+	pos, err := b.run(ctx, renewScript, []string{k.running, k.tasks}, args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("renew %d leases on %s: %w", len(running), queue, err)
+	}
+	for _, p := range pos {
+		if p >= 1 && int(p) <= len(running) {
+			lost = append(lost, running[p-1])
+		}
 	}
 	return lost, nil
 }

@@ -156,8 +156,9 @@ return out
 //	KEYS[1] running  KEYS[2] tasks
 //	ARGV[1] lease_ms, then pairs: id, attempt
 //
-// Returns the ids whose lease was lost (requeued, or claimed again by
-// another attempt); those are not renewed.
+// Returns the positions (1-based) of the pairs whose lease was lost
+// (requeued, or claimed again by another attempt); those are not renewed.
+// Positions, not ids: two attempts of one id may be in flight on one worker.
 var renewScript = redis.NewScript(prelude + `
 local expiry = num(now_ms() + tonumber(ARGV[1]))
 local lost = {}
@@ -165,7 +166,7 @@ for i = 2, #ARGV, 2 do
   if holds(KEYS[1], KEYS[2], ARGV[i], ARGV[i + 1]) then
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
   else
-    lost[#lost + 1] = ARGV[i]
+    lost[#lost + 1] = i / 2
   end
 end
 return lost

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -802,17 +801,11 @@ func TestFaultShutdownUnderLoad(t *testing.T) {
 // task it lost (attempt 2) while its own attempt 1 is still winding down.
 // Attempt 1 must be refused and attempt 2 must run once and complete.
 //
-// Known product bug (reported with the fault suite): worker.Worker keys its
-// in-flight tasks by id alone, so two attempts of one task in one worker
-// clash: attempt 1's clean-up removes attempt 2's entry (its lease is no
-// longer renewed, it is reaped and runs again while still running: attempts
-// 3, 4...), or the renewal that finds attempt 1's lease lost cancels
-// attempt 2 by id, which then ends FAILED with "context canceled". Skipped
-// unless GOTASKS_IT_KNOWN_BUGS is set; drop the skip once worker.go is fixed.
+// This caught a bug: with in-flight tasks keyed by id alone, attempt 1's
+// clean-up removed attempt 2's entry (whose lease was then no longer
+// renewed), or the renewal that found attempt 1's lease lost cancelled
+// attempt 2. The worker now keys them by id and attempt number.
 func TestFaultPauseSameWorkerReclaims(t *testing.T) {
-	if os.Getenv("GOTASKS_IT_KNOWN_BUGS") == "" {
-		t.Skip("known bug: a worker re-claiming its own lost task clashes by id (set GOTASKS_IT_KNOWN_BUGS=1 to run)")
-	}
 	e := newEnv(t)
 	ctx := e.ctx
 	const lease = time.Second

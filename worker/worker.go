@@ -83,7 +83,7 @@ type Worker struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	inflight map[string]*job
+	inflight map[jobKey]*job // by id and attempt: a worker may hold a stale and a new attempt of one task
 
 	processed atomic.Int64
 
@@ -97,7 +97,15 @@ type job struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	handedBack atomic.Bool
+	storing    atomic.Bool // the outcome is being written (which ends the lease)
 }
+
+type jobKey struct {
+	id      string
+	attempt int
+}
+
+func (j *job) key() jobKey { return jobKey{j.r.ID, j.r.Attempts} }
 
 // New returns a worker for b.
 func New(b *broker.Redis, opts Options) *Worker {
@@ -130,7 +138,7 @@ func New(b *broker.Redis, opts Options) *Worker {
 		opts.Logger = slog.Default()
 	}
 	opts.Queues = slices.Clone(opts.Queues)
-	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[string]*job{}}
+	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[jobKey]*job{}}
 }
 
 func defaultWorkerID() string {
@@ -331,7 +339,7 @@ func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
 	jctx, cancel := context.WithCancel(ctx)
 	j := &job{r: r, ctx: jctx, cancel: cancel}
 	w.mu.Lock()
-	w.inflight[r.ID] = j
+	w.inflight[j.key()] = j
 	w.mu.Unlock()
 	return j
 }
@@ -344,7 +352,7 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 	defer func() {
 		j.cancel()
 		w.mu.Lock()
-		delete(w.inflight, r.ID)
+		delete(w.inflight, j.key())
 		w.mu.Unlock()
 	}()
 
@@ -367,6 +375,7 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 		log.Info("task handed back to its queue at shutdown", "duration", time.Since(start))
 		return
 	}
+	j.storing.Store(true)
 	if err := w.store(ctx, r); err != nil {
 		if errors.Is(err, broker.ErrLeaseLost) {
 			log.Warn("task finished after its lease was lost; outcome discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
@@ -435,14 +444,13 @@ func (w *Worker) renewLoop(ctx context.Context) {
 				}
 				continue
 			}
-			for _, id := range lost {
-				w.mu.Lock()
-				j := w.inflight[id]
-				w.mu.Unlock()
-				if j != nil {
-					w.log.Warn("worker: lost the lease of a running task; cancelling it", "id", id, "task", j.r.TaskName, "attempt", j.r.Attempts)
-					j.cancel()
+			for _, r := range lost {
+				j := jobs[slices.Index(rs, r)]
+				if j.storing.Load() {
+					continue // it just released the lease itself
 				}
+				w.log.Warn("worker: lost the lease of a running task; cancelling it", "id", r.ID, "task", r.TaskName, "attempt", r.Attempts)
+				j.cancel()
 			}
 		}
 	}
