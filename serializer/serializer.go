@@ -48,7 +48,8 @@ type pooledEncoder struct {
 // Name returns "msgpack".
 func (Msgpack) Name() string { return "msgpack" }
 
-// Marshal encodes v as msgpack.
+// Marshal encodes v as msgpack. It refuses values nested deeper than
+// MaxDepth, which Unmarshal would refuse.
 func (Msgpack) Marshal(v any) (out []byte, err error) {
 	pe := encPool.Get().(*pooledEncoder)
 	defer func() {
@@ -69,19 +70,45 @@ func (Msgpack) Marshal(v any) (out []byte, err error) {
 	if err := pe.enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("msgpack: encode %T: %w", v, err)
 	}
+	// Refuse now what Unmarshal would refuse (nesting deeper than MaxDepth),
+	// rather than in the worker.
+	if err := CheckMsgpack(pe.buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("msgpack: encode %T: %w", v, err)
+	}
 	return bytes.Clone(pe.buf.Bytes()), nil
 }
 
-// Unmarshal decodes msgpack data into v.
+// Unmarshal decodes msgpack data into v. It first checks the data with
+// CheckMsgpack, so that data nested deeper than MaxDepth, truncated data
+// and bytes after the value are refused with an error (wrapping ErrTooDeep
+// or ErrMalformed) instead of crashing the process or being ignored; and it
+// refuses an ext value where v has a map (see forkGuard).
 func (Msgpack) Unmarshal(data []byte, v any) (err error) {
+	ambiguous, err := scan(data, nil)
+	if err != nil {
+		return fmt.Errorf("msgpack: decode into %T: %w", v, err)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("msgpack: decode into %T: %v", v, r)
 		}
 	}()
-	dec := msgpack.NewDecoder(bytes.NewReader(data))
+	if !ambiguous {
+		dec := msgpack.NewDecoder(bytes.NewReader(data))
+		dec.SetCustomStructTag("json")
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("msgpack: decode into %T: %w", v, err)
+		}
+		return nil
+	}
+	g := &forkGuard{data: data, forks: make([]uint64, len(data)/64+1), fork: -1}
+	_, _ = scan(data, g.forks)
+	dec := msgpack.NewDecoder(g)
 	dec.SetCustomStructTag("json")
 	if err := dec.Decode(v); err != nil {
+		if g.fork >= 0 {
+			return fmt.Errorf("msgpack: decode into %T: %w: an ext value where a map is expected (its payload at byte %d would be read as the map)", v, ErrMalformed, g.fork)
+		}
 		return fmt.Errorf("msgpack: decode into %T: %w", v, err)
 	}
 	return nil
