@@ -386,7 +386,7 @@ func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error)
 		}
 		if e := str(5); e != "" {
 			r.Err = &task.Error{}
-			if err := msgpack.Unmarshal([]byte(e), r.Err); err != nil {
+			if err := unmarshal([]byte(e), r.Err); err != nil {
 				return nil, fmt.Errorf("result %s: decode error: %w", id, err)
 			}
 		}
@@ -413,10 +413,11 @@ func decodeErrors(s string) ([]*task.Error, error) {
 		return nil, nil
 	}
 	var errs []*task.Error
-	if err := msgpack.Unmarshal([]byte(s), &errs); err != nil {
+	if err := unmarshal([]byte(s), &errs); err != nil {
 		return nil, fmt.Errorf("decode errors of earlier attempts: %w", err)
 	}
-	return errs, nil
+	// A nil entry would panic whoever prints it.
+	return slices.DeleteFunc(errs, func(e *task.Error) bool { return e == nil }), nil
 }
 
 // decodeTask turns a task value (header line and envelope) into a NEW
@@ -442,7 +443,7 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 		r.WorkerIDs = strings.Split(f[4], ",")
 	}
 	var e envelope
-	if err := msgpack.Unmarshal([]byte(env), &e); err != nil {
+	if err := unmarshal([]byte(env), &e); err != nil {
 		return r, fmt.Errorf("%w: task %s: envelope does not decode: %v", errBadPayload, id, err)
 	}
 	r.TaskName, r.Args = e.Task, e.Args
@@ -456,6 +457,19 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 }
 
 var errBadPayload = errors.New("malformed task payload")
+
+// unmarshal is msgpack.Unmarshal for bytes read from Redis. It checks them
+// first (serializer.CheckMsgpack), so that a corrupt or hostile value is an
+// error, not a crash of the worker: msgpack recurses into nested arrays and
+// maps (a few MB of them overflow the stack, even while skipping a field a
+// struct does not have) and allocates the element count an array claims
+// (4 billion from 5 bytes: out of memory).
+func unmarshal(data []byte, v any) error {
+	if err := serializer.CheckMsgpack(data); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(data, v)
+}
 
 func parseMicros(s string) time.Time {
 	n, err := strconv.ParseInt(s, 10, 64)
