@@ -3,12 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,123 +20,12 @@ import (
 // ---------------------------------------------------------------------------
 // a durable redis-server
 
-// durableRedis is a redis-server with appendonly yes and appendfsync always
-// in a directory of its own, which can be SIGKILLed and started again on the
-// same port and directory: what it acknowledged survives.
-type durableRedis struct {
-	t    *testing.T
-	Port int
-	dir  string
-	log  string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startDurableRedis(t *testing.T) *durableRedis {
+// startDurableRedis starts a redis-server with appendonly yes and
+// appendfsync always, which can be SIGKILLed and started again on the same
+// port and directory: what it acknowledged survives.
+func startDurableRedis(t *testing.T) *redisServer {
 	t.Helper()
-	requireRedis(t)
-	s := &durableRedis{t: t, dir: t.TempDir()}
-	s.log = filepath.Join(s.dir, "redis.log")
-	t.Cleanup(func() {
-		s.Kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			t.Logf("redis-server (appendonly) log:\n%s", tail(b, 4000))
-		}
-	})
-	var err error
-	for try := 0; try < 5; try++ {
-		if s.Port, err = freePort(); err != nil {
-			continue
-		}
-		if err = s.start(); err == nil {
-			return s
-		}
-	}
-	t.Fatalf("start redis-server with appendonly: %v", err)
-	return nil
-}
-
-func (s *durableRedis) URL() string  { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
-func (s *durableRedis) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
-
-func (s *durableRedis) start() error {
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(redisServerBin,
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "",
-		"--appendonly", "yes", "--appendfsync", "always",
-		"--daemonize", "no", "--loglevel", "warning")
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	client := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer client.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			b, _ := os.ReadFile(s.log)
-			return fmt.Errorf("redis-server on port %d exited at start:\n%s", s.Port, tail(b, 2000))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := client.Ping(ctx).Err() // answers LOADING until the AOF is read
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.Kill()
-			return fmt.Errorf("redis-server on port %d does not answer PING: %v", s.Port, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// Kill SIGKILLs the server (no shutdown, no final fsync) and waits for it.
-func (s *durableRedis) Kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-// Start starts it again on the same port and directory (it reloads its
-// append-only file).
-func (s *durableRedis) Start() {
-	s.t.Helper()
-	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) { // the port may linger for a moment
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("restart redis-server on port %d: %v", s.Port, err)
+	return startRedisWith(t, "--appendonly", "yes", "--appendfsync", "always")
 }
 
 // newEnvOn is newEnv for a Redis the test started itself (env.Redis is nil).

@@ -144,10 +144,11 @@ func moduleRoot(goBin string) (string, error) {
 
 // redisServer is a redis-server process owned by one test.
 type redisServer struct {
-	t    *testing.T
-	Port int
-	dir  string
-	log  string // path of its stdout+stderr
+	t     *testing.T
+	Port  int
+	dir   string
+	log   string   // path of its stdout+stderr
+	extra []string // more redis-server arguments; later ones win
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -155,10 +156,14 @@ type redisServer struct {
 }
 
 // startRedis starts a redis-server on a free port and stops it at cleanup.
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t *testing.T) *redisServer { t.Helper(); return startRedisWith(t) }
+
+// startRedisWith is startRedis with more redis-server arguments, which
+// override the defaults (for example "--appendonly", "yes").
+func startRedisWith(t *testing.T, extra ...string) *redisServer {
 	t.Helper()
 	requireRedis(t)
-	s := &redisServer{t: t, dir: t.TempDir()}
+	s := &redisServer{t: t, dir: t.TempDir(), extra: extra}
 	s.log = filepath.Join(s.dir, "redis.log")
 	t.Cleanup(func() {
 		s.stop()
@@ -192,10 +197,11 @@ func (s *redisServer) start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(redisServerBin,
+	args := append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--save", "", "--appendonly", "no",
-		"--daemonize", "no", "--loglevel", "warning")
+		"--daemonize", "no", "--loglevel", "warning"}, s.extra...)
+	cmd := exec.Command(redisServerBin, args...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -221,7 +227,7 @@ func (s *redisServer) start() error {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := client.Ping(ctx).Err()
+		err := client.Ping(ctx).Err() // answers LOADING until an append-only file is read
 		cancel()
 		if err == nil {
 			return nil
@@ -248,12 +254,23 @@ func (s *redisServer) stop() {
 	<-done
 }
 
-// Restart stops the server and starts a new, empty one on the same port.
+// Restart stops the server and starts it again on the same port and
+// directory: empty, unless it was started with an append-only file.
 func (s *redisServer) Restart() {
 	s.t.Helper()
-	s.stop()
+	s.Kill()
+	s.Start()
+}
+
+// Kill SIGKILLs the server (no shutdown, no final fsync) and waits for it.
+func (s *redisServer) Kill() { s.stop() }
+
+// Start starts a killed server again on the same port and directory.
+func (s *redisServer) Start() {
+	s.t.Helper()
 	var err error
-	for try := 0; try < 50; try++ { // the port may linger for a moment
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) { // the port may linger for a moment
 		if err = s.start(); err == nil {
 			return
 		}
