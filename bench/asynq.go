@@ -91,10 +91,10 @@ func (s *asynqSys) StartWorker(_ context.Context, c int) (func() error, error) {
 	if err := srv.Start(asynqHandler); err != nil {
 		return nil, fmt.Errorf("asynq: start server: %w", err)
 	}
-	return func() error {
+	return stopOnce(func() error {
 		srv.Shutdown()
 		return nil
-	}, nil
+	}), nil
 }
 
 func (s *asynqSys) Close() error {

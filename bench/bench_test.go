@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -132,6 +133,13 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, _, err := parseFlags([]string{"stray"}, io.Discard); err == nil {
 		t.Error("a stray argument was accepted")
+	}
+	cfg, _, err = parseFlags([]string{"--only", "drain, latency"}, io.Discard)
+	if err != nil || !slices.Equal(cfg.Only, []string{"drain", "latency"}) {
+		t.Errorf("--only: %q, %v", cfg.Only, err)
+	}
+	if _, _, err := parseFlags([]string{"--only", "drian"}, io.Discard); err == nil {
+		t.Error("--only accepted an unknown measurement")
 	}
 }
 

@@ -101,7 +101,7 @@ func (s *gotasksSys) startWorker(ctx context.Context, opts worker.Options) (func
 		defer wg.Done()
 		runErr = w.Run(ctx)
 	}()
-	return func() error {
+	return stopOnce(func() error {
 		cancel()
 		wg.Wait()
 		b.Close()
@@ -109,7 +109,7 @@ func (s *gotasksSys) startWorker(ctx context.Context, opts worker.Options) (func
 			return fmt.Errorf("gotasks worker: %w", runErr)
 		}
 		return nil
-	}, nil
+	}), nil
 }
 
 func (s *gotasksSys) Close() error {

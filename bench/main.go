@@ -50,7 +50,8 @@ type Config struct {
 	Quick              bool          `json:"quick"`
 	SkipAsynq          bool          `json:"skip_asynq"`
 	SkipMillion        bool          `json:"skip_million"`
-	CPUProfile         string        `json:"-"` // of the gotasks drain at concurrency 16
+	Only               []string      `json:"only,omitempty"` // measurement groups to run; empty: all
+	CPUProfile         string        `json:"-"`              // of the gotasks drain at concurrency 16
 }
 
 // defaultConfig is the full run, or the smoke run with quick.
@@ -113,6 +114,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 		samples     = fs.Int("latency-samples", 0, "tasks in the idle latency probe (default 200, 10 with --quick)")
 		markdown    = fs.Bool("markdown", false, "print the table as Markdown")
 		cpuprofile  = fs.String("cpuprofile", "", "write a CPU profile of the gotasks drain at concurrency 16 to this file")
+		pause       = fs.Duration("latency-pause", 0, "longest random pause before each latency probe task (default 1s, 100ms with --quick)")
+		only        = fs.String("only", "", "run only these measurements, comma-separated: "+strings.Join(groups, ","))
 		jsonOut     jsonFlag
 	)
 	fs.Var(&jsonOut, "json", "also write the report as JSON: --json (stdout; the table goes to stderr) or --json FILE")
@@ -131,6 +134,17 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 	}
 	if *samples > 0 {
 		cfg.LatencySamples = *samples
+	}
+	if *pause > 0 {
+		cfg.LatencyGap = *pause
+	}
+	if *only != "" {
+		for _, g := range strings.Split(*only, ",") {
+			if g = strings.TrimSpace(g); !slices.Contains(groups, g) {
+				return Config{}, options{}, fmt.Errorf("--only: unknown measurement %q (have %s)", g, strings.Join(groups, ","))
+			}
+			cfg.Only = append(cfg.Only, g)
+		}
 	}
 	return cfg, options{json: jsonOut.dest, markdown: *markdown}, nil
 }
@@ -238,34 +252,42 @@ func run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	return &Report{Machine: m, Config: cfg, Rows: buildRows(cfg, r.res, r.notes)}, nil
 }
 
+// groups are the names --only accepts, in run order.
+var groups = []string{"enqueue", "memory", "drain", "latency", "claim", "hotpath"}
+
 func (r *runner) measureAll(ctx context.Context) error {
 	c := r.cfg
-	steps := []func(context.Context) error{
-		r.one("enqueue_1", func(ctx context.Context, s system) (float64, error) {
+	type step struct {
+		group string
+		run   func(context.Context) error
+	}
+	steps := []step{
+		{"enqueue", r.one("enqueue_1", func(ctx context.Context, s system) (float64, error) {
 			return enqueueRate(ctx, s, c.Tasks, 1)
-		}),
-		r.one("enqueue_16", func(ctx context.Context, s system) (float64, error) {
-			return enqueueRate(ctx, s, c.Tasks, c.EnqueueGoroutines)
-		}),
-		r.one("enqueue_many_100", func(ctx context.Context, s system) (float64, error) {
+		})},
+		{"enqueue", r.enqueue16},
+		{"enqueue", r.one("enqueue_many_100", func(ctx context.Context, s system) (float64, error) {
 			return enqueueBatchRate(ctx, s, c.Tasks, c.Batch)
-		}),
-		r.memory,
+		})},
+		{"memory", r.memory},
 	}
 	for _, conc := range c.Concurrency {
-		steps = append(steps, r.drain(conc))
+		steps = append(steps, step{"drain", r.drain(conc)})
 	}
 	steps = append(steps,
-		r.one("drain_2proc", func(ctx context.Context, s system) (float64, error) {
+		step{"drain", r.one("drain_2proc", func(ctx context.Context, s system) (float64, error) {
 			return drainRateProcs(ctx, s, r.url, c.Tasks, c.Procs, c.ProcConcurrency)
-		}),
-		r.latency,
-		r.claimGrowth,
-		r.hotPath,
+		})},
+		step{"latency", r.latency},
+		step{"claim", r.claimGrowth},
+		step{"hotpath", r.hotPath},
 	)
 	start := time.Now()
-	for _, step := range steps {
-		if err := step(ctx); err != nil {
+	for _, st := range steps {
+		if len(c.Only) > 0 && !slices.Contains(c.Only, st.group) {
+			continue
+		}
+		if err := st.run(ctx); err != nil {
 			return err
 		}
 	}
@@ -323,6 +345,26 @@ func describe(vals map[string]float64) string {
 	return strings.Join(parts, " ")
 }
 
+// enqueue16 measures enqueue from 16 goroutines, and the Redis CPU per task
+// it costs (the enqueue script's share of the server).
+func (r *runner) enqueue16(ctx context.Context) error {
+	return r.each(ctx, "enqueue_16", func(ctx context.Context, s system) (map[string]float64, error) {
+		cpu0, err := r.admin.cpuSeconds(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rate, err := enqueueRate(ctx, s, r.cfg.Tasks, r.cfg.EnqueueGoroutines)
+		if err != nil {
+			return nil, err
+		}
+		cpu1, err := r.admin.cpuSeconds(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]float64{"enqueue_16": rate, "redis_cpu_enqueue": (cpu1 - cpu0) * 1e6 / float64(r.cfg.Tasks)}, nil
+	})
+}
+
 // drain measures the in-process drain at concurrency conc; at 16 it also
 // records the CPU per task of Redis and of the worker process, and takes
 // the CPU profile if asked.
@@ -377,8 +419,17 @@ func (r *runner) latency(ctx context.Context) error {
 			return nil, err
 		}
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		fmt.Fprintf(r.log, "%-8s %-20s p90=%.2fms slowest=%v\n", s.Name(), "latency", ms(percentile(lat, 90)), roundAll(lat[max(0, len(lat)-5):]))
 		return map[string]float64{"latency_p50": ms(percentile(lat, 50)), "latency_p99": ms(percentile(lat, 99))}, nil
 	})
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(10 * time.Microsecond)
+	}
+	return out
 }
 
 // claimGrowth is gotasks only: filling a million asynq tasks through its

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -87,5 +88,16 @@ func taskStarted(seq int64) {
 		case *ch <- startEvent{seq, now}:
 		default: // the probe only waits for one task at a time
 		}
+	}
+}
+
+// stopOnce makes a worker's stop function safe to call again (a deferred
+// stop after an explicit one).
+func stopOnce(stop func() error) func() error {
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() { err = stop() })
+		return err
 	}
 }
