@@ -375,8 +375,11 @@ func (r *runner) drain(conc int) func(context.Context) error {
 			measure := func() (drainResult, error) { return drainRate(ctx, r.admin, s, r.cfg.Tasks, conc) }
 			if conc == 16 && s.Name() == nameGotasks && r.cfg.CPUProfile != "" {
 				measure = func() (drainResult, error) {
+					if err := s.Fill(ctx, r.cfg.Tasks); err != nil { // not profiled
+						return drainResult{}, err
+					}
 					var d drainResult
-					err := r.profiled(func() (err error) { d, err = drainRate(ctx, r.admin, s, r.cfg.Tasks, conc); return err })
+					err := r.profiled(func() (err error) { d, err = drainPending(ctx, r.admin, s, r.cfg.Tasks, conc); return err })
 					return d, err
 				}
 			}

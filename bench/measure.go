@@ -122,6 +122,11 @@ func drainRate(ctx context.Context, a *admin, s system, n, c int) (drainResult, 
 	if err := s.Fill(ctx, n); err != nil {
 		return drainResult{}, err
 	}
+	return drainPending(ctx, a, s, n, c)
+}
+
+// drainPending is drainRate once the n tasks are pending.
+func drainPending(ctx context.Context, a *admin, s system, n, c int) (drainResult, error) {
 	redis0, err := a.cpuSeconds(ctx)
 	if err != nil {
 		return drainResult{}, err
