@@ -220,10 +220,12 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		return nil, err
 	}
 	pipe := b.rdb.Pipeline()
+	registered := map[string]bool{}
 	b.mu.Lock()
 	for _, q := range order {
 		if !b.known[q] {
 			pipe.SAdd(ctx, b.queueSet(), q)
+			registered[q] = true
 		}
 	}
 	b.mu.Unlock()
@@ -246,8 +248,17 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 	}
 	b.mu.Unlock()
 	for i, c := range cmds {
-		if err := c.Err(); err != nil {
+		res, err := c.Int64Slice()
+		if err != nil {
 			return nil, fmt.Errorf("enqueue on %s: %w", order[i], err)
+		}
+		// The queue is new to Redis although this process registered it
+		// before: Redis lost its data (a restart without persistence, a
+		// flush). Register it again, or GetResult and "*" workers miss it.
+		if len(res) == 2 && res[1] == 1 && !registered[order[i]] {
+			if err := b.rdb.SAdd(ctx, b.queueSet(), order[i]).Err(); err != nil {
+				return nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
+			}
 		}
 	}
 	return nil, nil

@@ -975,3 +975,20 @@ func rawIDs(rs []*task.RawResult) []string {
 	}
 	return out
 }
+
+// TestQueueRegisteredAgainAfterDataLoss: a Redis that lost its data (a
+// restart without persistence) must learn the queue again from the next
+// enqueue, or GetResult(id) and "*" workers would never find its tasks.
+func TestQueueRegisteredAgainAfterDataLoss(t *testing.T) {
+	e := setup(t)
+	e.enqueue(newMsg(t, "brokertest.f", "q", 0, 1))
+	e.m.FlushAll()
+	m := newMsg(t, "brokertest.f", "q", 0, 2)
+	e.enqueue(m)
+	if qs, err := e.b.KnownQueues(e.ctx); err != nil || !slices.Contains(qs, "q") {
+		t.Fatalf("KnownQueues after a flush and an enqueue = %v, %v", qs, err)
+	}
+	if _, err := e.b.GetResult(e.ctx, m.ID); err != nil {
+		t.Fatalf("GetResult: %v", err)
+	}
+}

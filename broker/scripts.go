@@ -84,14 +84,17 @@ end
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
 //	ARGV    groups of 4: id, priority, run_after_ms (0: now), envelope
 //
-// Returns the number of tasks stored. Fails without writing anything if an
-// id already exists.
+// Returns {tasks stored, fresh}: fresh is 1 when the queue's seq key did
+// not exist (a new queue, or a Redis that lost its data), so that the
+// caller registers the queue in the queue set again. Fails without writing
+// anything if an id already exists.
 var enqueueScript = redis.NewScript(prelude + `
 for i = 1, #ARGV, 4 do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
     return redis.error_reply('gotasks: duplicate task id ' .. ARGV[i])
   end
 end
+local fresh = 1 - redis.call('EXISTS', KEYS[4])
 local ms = now_ms()
 local seq = nil
 local ready, deferred = 0, 0
@@ -112,9 +115,11 @@ end
 if ready > 0 then
   redis.call('SET', KEYS[4], num(seq))
   wake(KEYS[5])
+elseif fresh == 1 then
+  redis.call('SET', KEYS[4], '0')
 end
 if deferred > 0 then wake(KEYS[6]) end
-return ready + deferred
+return {ready + deferred, fresh}
 `)
 
 // claimScript takes up to n ready tasks of one queue, highest priority
