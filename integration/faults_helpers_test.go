@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"syscall"
@@ -12,7 +11,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/gotasks/gotasks/broker"
-	"github.com/gotasks/gotasks/task"
 )
 
 // Helpers of the fault suite (faults_test.go), additive to the harness.
@@ -26,23 +24,6 @@ import (
 func startDurableRedis(t *testing.T) *redisServer {
 	t.Helper()
 	return startRedisWith(t, "--appendonly", "yes", "--appendfsync", "always")
-}
-
-// newEnvOn is newEnv for a Redis the test started itself (env.Redis is nil).
-func newEnvOn(t *testing.T, url string) *env {
-	t.Helper()
-	b, err := broker.Open(url, broker.Options{})
-	if err != nil {
-		t.Fatalf("broker.Open: %v", err)
-	}
-	task.Configure(map[string]task.Backend{task.DefaultBackendName: b})
-	t.Cleanup(func() {
-		task.Configure(nil)
-		_ = b.Close()
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return &env{t: t, URL: url, B: b, R: b.Client(), ctx: ctx}
 }
 
 // ---------------------------------------------------------------------------

@@ -308,7 +308,15 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := startRedis(t)
-	b, err := broker.Open(srv.URL(), broker.Options{})
+	e := newEnvOn(t, srv.URL())
+	e.Redis = srv
+	return e
+}
+
+// newEnvOn is newEnv for a Redis the test started itself (env.Redis is nil).
+func newEnvOn(t *testing.T, url string) *env {
+	t.Helper()
+	b, err := broker.Open(url, broker.Options{})
 	if err != nil {
 		t.Fatalf("broker.Open: %v", err)
 	}
@@ -319,7 +327,7 @@ func newEnv(t *testing.T) *env {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return &env{t: t, Redis: srv, URL: srv.URL(), B: b, R: b.Client(), ctx: ctx}
+	return &env{t: t, URL: url, B: b, R: b.Client(), ctx: ctx}
 }
 
 // client opens another broker on the same Redis (a "third client" that did
