@@ -19,6 +19,27 @@ import (
 // too (testing.Benchmark) and put allocs/task in its table.
 func benchHotPath(b *testing.B, url string, c int) {
 	ctx := context.Background()
+	br := filledBroker(b, url)
+	w := worker.New(br, worker.Options{
+		Queues: []string{noop.QueueName()}, Concurrency: c, MaxTasks: b.N,
+		NoScheduler: true, Logger: quietLogger(),
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.StartTimer()
+	if err := w.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if got := w.Processed(); got != int64(b.N) {
+		b.Fatalf("worker completed %d tasks, want %d", got, b.N)
+	}
+}
+
+// filledBroker empties Redis, enqueues b.N no-op tasks (untimed: the timer
+// is stopped) and returns a fresh broker on it, closed when b ends.
+func filledBroker(b *testing.B, url string) *broker.Redis {
+	ctx := context.Background()
 	b.StopTimer()
 	a, err := newAdmin(url)
 	if err != nil {
@@ -40,19 +61,6 @@ func benchHotPath(b *testing.B, url string, c int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer br.Close()
-	w := worker.New(br, worker.Options{
-		Queues: []string{noop.QueueName()}, Concurrency: c, MaxTasks: b.N,
-		NoScheduler: true, Logger: quietLogger(),
-	})
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.StartTimer()
-	if err := w.Run(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	if got := w.Processed(); got != int64(b.N) {
-		b.Fatalf("worker completed %d tasks, want %d", got, b.N)
-	}
+	b.Cleanup(func() { _ = br.Close() })
+	return br
 }

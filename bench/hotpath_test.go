@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -29,28 +28,7 @@ func BenchmarkHotPath(b *testing.B) {
 
 func benchBrokerPath(b *testing.B, url string) {
 	ctx := context.Background()
-	b.StopTimer()
-	a, err := newAdmin(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	if err := a.flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	sys, err := openGotasks(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sys.Close()
-	if err := sys.Fill(ctx, b.N); err != nil {
-		b.Fatal(err)
-	}
-	br, err := broker.Open(url, broker.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close()
+	br := filledBroker(b, url)
 	queues := []string{noop.QueueName()}
 	b.ReportAllocs()
 	b.ResetTimer()
