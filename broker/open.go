@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	neturl "net/url"
 	"os"
 	"strconv"
@@ -54,18 +55,30 @@ const (
 )
 
 // Open connects to the Redis at url and returns a backend that owns the
-// connection (Close closes it). The URL is
+// connection (Close closes it). The URL names one of three deployments:
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value&...]
-//	rediss://...   (TLS)
+//	rediss://...                       one Redis, TLS
+//	unix://[[user]:password@]/path/redis.sock[?db=N]
 //
-// where user is a Redis ACL user (none: the default user) and the options
-// are go-redis' (dial_timeout, pool_size, ...) plus, for rediss://,
+//	redis+cluster://[[user]:password@]host:port[,host:port...][?option=value&...]
+//	rediss+cluster://...               Redis Cluster, TLS
+//
+//	redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db][?option=value&...]
+//	rediss+sentinel://...              Redis Sentinel, TLS
+//
+// A cluster URL lists some of the cluster's nodes (the client finds the
+// rest) and has no database number. A sentinel URL lists the sentinels
+// and names the master they watch; the user and password are those of
+// the Redis master and replicas, and sentinel_username= and
+// sentinel_password= those of the sentinels, if they need any. user is a
+// Redis ACL user (none: the default user) and the options are go-redis'
+// (dial_timeout, pool_size, ...) plus, for TLS,
 //
 //	tls_ca=/path/ca.pem         CAs that verify the server (default: the system's)
 //	tls_cert=/path/client.pem   client certificate, for tls-auth-clients
 //	tls_key=/path/client.key    its key (default: in tls_cert)
-//	tls_server_name=name        name to verify the certificate against (default: host)
+//	tls_server_name=name        name to verify the certificate against (default: each node's host)
 //	skip_verify=true            do not verify the server: for tests only
 //
 // Special characters in the user name and password must be percent-encoded.
@@ -78,25 +91,46 @@ func Open(url string, opts Options) (*Redis, error) {
 // OpenWith is Open with connection settings that override the URL's; see
 // ConnOptions.
 func OpenWith(rawURL string, opts Options, conn ConnOptions) (*Redis, error) {
-	ropts, err := redisOptions(rawURL, conn)
+	client, err := NewClient(rawURL, conn)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", RedactURL(rawURL), err)
+		return nil, fmt.Errorf("open %w", err)
 	}
-	b := New(redis.NewClient(ropts), opts)
+	b := New(client, opts)
 	b.owned = true
 	return b, nil
 }
 
-// ClientOptions returns the go-redis options OpenWith would use for url and
-// conn (to validate them early, or to open another client to the same
-// Redis). Its errors start with the redacted URL and never contain the
-// password.
-func ClientOptions(url string, conn ConnOptions) (*redis.Options, error) {
-	ropts, err := redisOptions(url, conn)
+// NewClient returns a go-redis client for any URL Open takes: a
+// *redis.Client for one Redis or Sentinel (a failover client), a
+// *redis.ClusterClient for a cluster. It does not connect. Its errors start
+// with the redacted URL and never contain the password.
+func NewClient(url string, conn ConnOptions) (redis.UniversalClient, error) {
+	d, err := parseURL(url, conn)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", RedactURL(url), err)
 	}
-	return ropts, nil
+	switch {
+	case d.cluster != nil:
+		return redis.NewClusterClient(d.cluster), nil
+	case d.failover != nil:
+		return redis.NewFailoverClient(d.failover), nil
+	}
+	return redis.NewClient(d.single), nil
+}
+
+// ClientOptions returns the go-redis options OpenWith would use for a
+// single-Redis url and conn (to validate them early, or to open another
+// client to the same Redis); for cluster and sentinel URLs use NewClient.
+// Its errors start with the redacted URL and never contain the password.
+func ClientOptions(url string, conn ConnOptions) (*redis.Options, error) {
+	d, err := parseURL(url, conn)
+	if err == nil && d.single == nil {
+		err = errors.New("a cluster or sentinel URL has no single-node options (use NewClient)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", RedactURL(url), err)
+	}
+	return d.single, nil
 }
 
 // tlsSettings are the file-based TLS settings, from the URL or ConnOptions.
@@ -109,41 +143,99 @@ func (s tlsSettings) any() bool {
 	return s.ca != "" || s.cert != "" || s.key != "" || s.serverName != "" || s.skipVerify
 }
 
-// redisOptions turns the URL and conn into go-redis options. Its errors do
-// not contain the URL.
-func redisOptions(rawURL string, conn ConnOptions) (*redis.Options, error) {
-	if _, rest, ok := strings.Cut(rawURL, "://"); ok {
+// deployment is the client configuration a URL describes: exactly one of
+// its fields is set.
+type deployment struct {
+	single   *redis.Options
+	cluster  *redis.ClusterOptions
+	failover *redis.FailoverOptions
+}
+
+// Default ports of the hosts in cluster and sentinel URLs.
+const (
+	defaultRedisPort    = "6379"
+	defaultSentinelPort = "26379"
+)
+
+// Query parameters of sentinel URLs for the sentinels' own credentials.
+const (
+	paramSentinelUser = "sentinel_username"
+	paramSentinelPass = "sentinel_password"
+)
+
+// parseURL turns the URL and conn into go-redis options. Its errors do not
+// contain the URL.
+func parseURL(rawURL string, conn ConnOptions) (deployment, error) {
+	var d deployment
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if ok {
 		if i := strings.IndexAny(rest, "/?#"); i >= 0 && strings.Contains(rest[i:], "@") {
 			// Most likely a password with an unescaped / ? or #, which
 			// would be taken for the end of the host, and the password
 			// for the path, query or fragment (and end up in errors).
-			return nil, errors.New("invalid URL: an @ after the host (" + percentEncodeHint + ")")
+			return d, errors.New("invalid URL: an @ after the host (" + percentEncodeHint + ")")
 		}
+	}
+	base, kind, _ := strings.Cut(strings.ToLower(scheme), "+")
+	if base != "redis" && base != "rediss" && (base != "unix" || kind != "") ||
+		kind != "" && kind != "cluster" && kind != "sentinel" {
+		return d, fmt.Errorf("unsupported scheme %q: want redis://, rediss:// (TLS), unix://, "+
+			"redis+cluster://, rediss+cluster://, redis+sentinel:// or rediss+sentinel://", scheme)
+	}
+	// Cluster and sentinel URLs list several hosts; net/url takes one, so
+	// the first stays in the URL and the others are set aside.
+	var hosts []string
+	if kind != "" {
+		authEnd := strings.IndexAny(rest, "/?#")
+		if authEnd < 0 {
+			authEnd = len(rest)
+		}
+		auth, tail := rest[:authEnd], rest[authEnd:]
+		userinfo, list := "", auth
+		if at := strings.LastIndex(auth, "@"); at >= 0 {
+			userinfo, list = auth[:at+1], auth[at+1:]
+		}
+		port := defaultRedisPort
+		if kind == "sentinel" {
+			port = defaultSentinelPort
+		}
+		for _, h := range strings.Split(list, ",") {
+			h = strings.TrimSpace(h)
+			if h == "" {
+				return d, errors.New("invalid URL: an empty host in the host list")
+			}
+			if _, _, err := net.SplitHostPort(h); err != nil {
+				h = net.JoinHostPort(strings.Trim(h, "[]"), port)
+			}
+			hosts = append(hosts, h)
+		}
+		rawURL = base + "://" + userinfo + hosts[0] + tail
 	}
 	u, err := neturl.Parse(rawURL)
 	if err != nil {
-		return nil, urlError(rawURL, err)
+		return d, urlError(rawURL, err)
 	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
-		return nil, fmt.Errorf("unsupported scheme %q: want redis://, rediss:// (TLS) or unix://", u.Scheme)
-	}
-	// Take our own query parameters out: redis.ParseURL rejects them.
+	u.Scheme = base
+	// Take our own query parameters out: go-redis rejects them.
 	q := u.Query()
 	var ts tlsSettings
 	ts.ca, ts.cert, ts.key, ts.serverName = q.Get(paramCA), q.Get(paramCert), q.Get(paramKey), q.Get(paramServerName)
 	if q.Has(paramSkipVerify) {
 		if v := q.Get(paramSkipVerify); v != "" {
 			if ts.skipVerify, err = strconv.ParseBool(v); err != nil {
-				return nil, fmt.Errorf("invalid %s=%q: want true or false", paramSkipVerify, v)
+				return d, fmt.Errorf("invalid %s=%q: want true or false", paramSkipVerify, v)
 			}
 		} else {
 			ts.skipVerify = true // ?skip_verify alone
 		}
 	}
-	for _, p := range []string{paramCA, paramCert, paramKey, paramServerName, paramSkipVerify} {
+	sentinelUser, sentinelPass := q.Get(paramSentinelUser), q.Get(paramSentinelPass)
+	if kind != "sentinel" && (q.Has(paramSentinelUser) || q.Has(paramSentinelPass)) {
+		return d, errors.New("sentinel_username and sentinel_password need a redis+sentinel:// URL")
+	}
+	for _, p := range []string{paramCA, paramCert, paramKey, paramServerName, paramSkipVerify, paramSentinelUser, paramSentinelPass} {
 		q.Del(p)
 	}
-	u.RawQuery = q.Encode()
 
 	// ConnOptions win over the URL, field by field.
 	ts.ca = or(conn.CAFile, ts.ca)
@@ -151,30 +243,85 @@ func redisOptions(rawURL string, conn ConnOptions) (*redis.Options, error) {
 	ts.key = or(conn.KeyFile, ts.key)
 	ts.serverName = or(conn.ServerName, ts.serverName)
 	ts.skipVerify = ts.skipVerify || conn.InsecureSkipVerify
-	if u.Scheme != "rediss" && (ts.any() || conn.TLS != nil) {
-		return nil, errors.New("TLS options need a rediss:// URL (redis:// is unencrypted)")
+	if base != "rediss" && (ts.any() || conn.TLS != nil) {
+		return d, fmt.Errorf("TLS options need a %s URL (%s is unencrypted)",
+			strings.Replace(scheme, "redis", "rediss", 1)+"://", scheme+"://")
 	}
-
-	ropts, err := redis.ParseURL(u.String())
-	if err != nil {
-		// About the path or a query option: the user info is not in them.
-		return nil, err
-	}
-	if conn.Username != "" {
-		ropts.Username = conn.Username
-	}
-	if conn.Password != "" {
-		ropts.Password = conn.Password
-	}
-	if ropts.TLSConfig != nil { // rediss://
-		if ropts.TLSConfig, err = tlsConfig(u.Hostname(), conn.TLS, ts); err != nil {
-			return nil, err
+	user := u.User.Username()
+	pass, _ := u.User.Password()
+	user, pass = or(conn.Username, user), or(conn.Password, pass)
+	var tlsConf *tls.Config
+	if base == "rediss" {
+		// In a cluster or behind sentinels every node has its own host;
+		// with no server name, each connection verifies its own.
+		host := u.Hostname()
+		if kind != "" {
+			host = ""
+		}
+		if tlsConf, err = tlsConfig(host, conn.TLS, ts); err != nil {
+			return d, err
 		}
 	}
-	ropts.PoolSize = max(ropts.PoolSize, conn.PoolSize)
-	// Context deadlines bound each command (the worker relies on it).
-	ropts.ContextTimeoutEnabled = true
-	return ropts, nil
+
+	switch kind {
+	case "cluster":
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			return d, fmt.Errorf("invalid URL path %q: a cluster has only database 0", u.Path)
+		}
+		u.Path, u.User = "", nil
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return d, err
+		}
+		o.Username, o.Password, o.TLSConfig = user, pass, tlsConf
+		o.PoolSize = max(o.PoolSize, conn.PoolSize)
+		o.ContextTimeoutEnabled = true // context deadlines bound each command (the worker relies on it)
+		d.cluster = o
+	case "sentinel":
+		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+		if parts[0] == "" || len(parts) > 2 {
+			return d, errors.New("invalid URL path: a sentinel URL ends in /master-name or /master-name/db")
+		}
+		q.Set("master_name", parts[0])
+		if len(parts) == 2 {
+			q.Set("db", parts[1])
+		}
+		u.Path, u.User = "", nil
+		if sentinelUser != "" || sentinelPass != "" {
+			u.User = neturl.UserPassword(sentinelUser, sentinelPass)
+		}
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseFailoverURL(u.String())
+		if err != nil {
+			return d, err
+		}
+		o.Username, o.Password, o.TLSConfig = user, pass, tlsConf
+		o.PoolSize = max(o.PoolSize, conn.PoolSize)
+		o.ContextTimeoutEnabled = true
+		d.failover = o
+	default:
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseURL(u.String())
+		if err != nil {
+			// About the path or a query option: the user info is not in them.
+			return d, err
+		}
+		o.Username, o.Password = user, pass
+		if o.TLSConfig != nil { // rediss://
+			o.TLSConfig = tlsConf
+		}
+		o.PoolSize = max(o.PoolSize, conn.PoolSize)
+		o.ContextTimeoutEnabled = true
+		d.single = o
+	}
+	return d, nil
 }
 
 func tlsConfig(host string, base *tls.Config, ts tlsSettings) (*tls.Config, error) {

@@ -475,3 +475,84 @@ func TestClientOptions(t *testing.T) {
 		t.Fatalf("ClientOptions of a bad URL: %v", err)
 	}
 }
+
+func TestOpenClusterURL(t *testing.T) {
+	c, err := broker.NewClient("redis+cluster://app:s3cret@n1:7000,n2:7001,n3?pool_size=7&read_timeout=3s", broker.ConnOptions{PoolSize: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("redis+cluster:// gave a %T, want *redis.ClusterClient", c)
+	}
+	o := cc.Options()
+	if got := strings.Join(o.Addrs, " "); got != "n1:7000 n2:7001 n3:6379" {
+		t.Errorf("addrs %q; want n1:7000 n2:7001 n3:6379", got)
+	}
+	if o.Username != "app" || o.Password != "s3cret" || o.PoolSize != 20 || o.ReadTimeout != 3*time.Second ||
+		!o.ContextTimeoutEnabled || o.TLSConfig != nil {
+		t.Errorf("user %q password %q pool %d read timeout %v context timeouts %v tls %v",
+			o.Username, o.Password, o.PoolSize, o.ReadTimeout, o.ContextTimeoutEnabled, o.TLSConfig)
+	}
+
+	pki := newPKI(t, "a")
+	c, err = broker.NewClient("rediss+cluster://n1:7000,n2:7001/0?tls_ca="+pki.CA, broker.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Each node's certificate is checked against that node's own host.
+	if tc := c.(*redis.ClusterClient).Options().TLSConfig; tc == nil || tc.RootCAs == nil || tc.ServerName != "" {
+		t.Errorf("rediss+cluster:// TLS config %+v: want the CA and no fixed server name", tc)
+	}
+}
+
+func TestOpenSentinelURL(t *testing.T) {
+	c, err := broker.NewClient("redis+sentinel://app:s3cret@s1:26380,s2,s3:26382/mymaster/2?sentinel_password=sp&dial_timeout=2s", broker.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fc, ok := c.(*redis.Client)
+	if !ok {
+		t.Fatalf("redis+sentinel:// gave a %T, want *redis.Client", c)
+	}
+	o := fc.Options()
+	if o.Username != "app" || o.Password != "s3cret" || o.DB != 2 || o.DialTimeout != 2*time.Second || !o.ContextTimeoutEnabled {
+		t.Errorf("user %q password %q db %d dial timeout %v context timeouts %v", o.Username, o.Password, o.DB, o.DialTimeout, o.ContextTimeoutEnabled)
+	}
+	if !strings.Contains(o.Addr, "FailoverClient") {
+		t.Errorf("addr %q: not a failover client", o.Addr)
+	}
+	if _, err := broker.ClientOptions("redis+sentinel://s1/mymaster", broker.ConnOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "NewClient") {
+		t.Errorf("ClientOptions of a sentinel URL: %v; want an error pointing to NewClient", err)
+	}
+}
+
+func TestOpenClusterAndSentinelErrors(t *testing.T) {
+	const pw = "s3cret"
+	for _, c := range []struct{ name, url, want string }{
+		{"cluster database", "redis+cluster://:" + pw + "@n1,n2/3", "only database 0"},
+		{"empty host", "redis+cluster://:" + pw + "@n1,,n2", "empty host"},
+		{"sentinel without master", "redis+sentinel://:" + pw + "@s1,s2", "master-name"},
+		{"sentinel path too long", "redis+sentinel://:" + pw + "@s1/m/0/x", "master-name"},
+		{"sentinel bad db", "redis+sentinel://:" + pw + "@s1/m/x", "invalid database"},
+		{"unknown kind", "redis+shard://:" + pw + "@n1", "unsupported scheme"},
+		{"unix cluster", "unix+cluster:///tmp/x.sock", "unsupported scheme"},
+		{"sentinel password outside sentinel", "redis+cluster://n1?sentinel_password=" + pw, "redis+sentinel://"},
+		{"TLS with redis+cluster://", "redis+cluster://:" + pw + "@n1?skip_verify=true", "rediss+cluster://"},
+		{"unknown option", "redis+cluster://:" + pw + "@n1?colour=blue", "unexpected option: colour"},
+	} {
+		b, err := broker.Open(c.url, broker.Options{})
+		if err == nil {
+			_ = b.Close()
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.want) || strings.Contains(msg, pw) {
+			t.Errorf("%s: error %q; want it to contain %q and not the password", c.name, msg, c.want)
+		}
+	}
+}

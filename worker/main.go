@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -146,7 +147,7 @@ Flags:
 	if !passwordSet {
 		c.RedisPassword = os.Getenv("GOTASKS_REDIS_PASSWORD")
 	}
-	if c.usesTLSFlags() && !hasScheme(c.RedisURL, "rediss") {
+	if c.usesTLSFlags() && !hasScheme(c.RedisURL, "rediss") && !hasScheme(c.RedisURL, "rediss+cluster") && !hasScheme(c.RedisURL, "rediss+sentinel") {
 		return c, fmt.Errorf("--tls-* flags need a rediss:// --redis-url, not %s", broker.RedactURL(c.RedisURL))
 	}
 	if c.TLSKey != "" && c.TLSCert == "" {
@@ -155,9 +156,12 @@ Flags:
 	if !isMemoryURL(c.RedisURL) {
 		// A bad URL is a bad flag, reported redacted before anything else
 		// can show it.
-		if _, err := broker.ClientOptions(c.RedisURL, broker.ConnOptions{}); err != nil {
+		client, err := broker.NewClient(c.RedisURL, broker.ConnOptions{})
+		if err != nil {
 			return c, fmt.Errorf("--redis-url %w", err)
 		}
+		_ = client.Close() // it never connected
+
 	}
 	if c.Concurrency <= 0 {
 		return c, fmt.Errorf("--concurrency must be at least 1, not %d", c.Concurrency)
@@ -291,11 +295,18 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer closeRedis()
-	if c, ok := b.Client().(*redis.Client); ok && !isMemoryURL(cfg.RedisURL) {
-		o := c.Options()
-		log.Info("connecting to redis", "url", url, "tls", o.TLSConfig != nil,
-			"user", cmp.Or(o.Username, "default"), "password_set", o.Password != "")
-		if o.TLSConfig != nil && o.TLSConfig.InsecureSkipVerify {
+	if !isMemoryURL(cfg.RedisURL) {
+		var tlsConf *tls.Config
+		var user, password string
+		switch c := b.Client().(type) {
+		case *redis.Client: // one Redis, or a failover client behind sentinels
+			tlsConf, user, password = c.Options().TLSConfig, c.Options().Username, c.Options().Password
+		case *redis.ClusterClient:
+			tlsConf, user, password = c.Options().TLSConfig, c.Options().Username, c.Options().Password
+		}
+		log.Info("connecting to redis", "url", url, "tls", tlsConf != nil,
+			"user", cmp.Or(user, "default"), "password_set", password != "")
+		if tlsConf != nil && tlsConf.InsecureSkipVerify {
 			log.Warn("the Redis server's TLS certificate is not verified (--tls-skip-verify or skip_verify): for testing only")
 		}
 	}

@@ -76,10 +76,10 @@ var recorder redis.UniversalClient
 
 func openRecorder(cfg worker.Config) error {
 	// The same connection settings as the worker's (TLS, ACL user).
-	opts, err := broker.ClientOptions(cfg.RedisURL, cfg.ConnOptions(0))
+	c, err := broker.NewClient(cfg.RedisURL, cfg.ConnOptions(0))
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)
 	}
-	recorder = redis.NewClient(opts)
+	recorder = c
 	return nil
 }
