@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -41,6 +42,9 @@ type Config struct {
 	LogLevel        string // debug, info, warn, error
 	NoStartupDelay  bool
 	NoScheduler     bool
+	// HealthAddr is where the health server listens (host:port, ":8080");
+	// empty: no health server. See HealthHandler.
+	HealthAddr string
 
 	// Connection settings that override the URL's (see broker.ConnOptions).
 	RedisUsername string
@@ -122,6 +126,7 @@ func ParseFlags(name string, args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.NoStartupDelay, "no-startup-delay", false, "start at once instead of after a random delay of up to 1s (which spreads out many pods starting together)")
 	fs.BoolVar(&c.NoScheduler, "no-scheduler", false, "do not promote deferred tasks or requeue expired leases in this process")
+	fs.StringVar(&c.HealthAddr, "health-addr", "", "serve "+LivenessPath+" (liveness: the process runs) and "+ReadinessPath+" (readiness: Redis answers and the worker is not shutting down) over HTTP on this host:port, e.g. :8080 (default: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: %s [flags]
 
@@ -174,6 +179,12 @@ Flags:
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return c, err
+	}
+	if c.HealthAddr != "" {
+		// "8080" alone would only fail later, at listen time.
+		if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
+			return c, fmt.Errorf("--health-addr must be host:port or :port, not %q: %w", c.HealthAddr, err)
+		}
 	}
 	return c, nil
 }
@@ -295,6 +306,15 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer closeRedis()
+	if cfg.HealthAddr != "" {
+		// Before the startup delay, so that probes answer from the start;
+		// stopped (deferred) before Redis is closed.
+		stopHealth, err := startHealthServer(cfg.HealthAddr, HealthHandler(b.Check, ctx.Done()), log)
+		if err != nil {
+			return err
+		}
+		defer stopHealth()
+	}
 	if !isMemoryURL(cfg.RedisURL) {
 		var tlsConf *tls.Config
 		var user, password string
