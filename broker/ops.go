@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -296,16 +297,25 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 	// BLPOP takes the timeout in seconds with millisecond resolution; 0
 	// would mean forever.
 	timeout = min(max(timeout.Round(time.Millisecond), time.Millisecond), b.maxBlock())
-	if c, ok := b.rdb.(*redis.Client); ok && !b.noUnblock.Load() {
-		popped, err, supported := blockInterruptible(ctx, c, ks, timeout)
-		if supported {
-			return popped, err
+	switch c := b.rdb.(type) {
+	case *redis.ClusterClient:
+		return b.blockCluster(ctx, c, ks, timeout)
+	case *redis.Client: // one Redis, or a failover client behind sentinels
+		if !b.noUnblock.Load() {
+			popped, err, supported := blockInterruptible(ctx, c, ks, timeout)
+			if supported {
+				return popped, err
+			}
+			b.noUnblock.Store(true)
 		}
-		b.noUnblock.Store(true)
 	}
-	// Without CLIENT UNBLOCK (miniredis, some proxies, Cluster for now),
-	// block in short steps so that cancellation is noticed soon and no
-	// command outlives the caller.
+	return blockStepped(ctx, b.rdb, ks, timeout)
+}
+
+// blockStepped blocks in short steps, for servers without CLIENT UNBLOCK
+// (miniredis, some proxies): cancellation is noticed soon and no command
+// outlives the caller.
+func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -315,11 +325,88 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 		if step <= 0 {
 			return false, nil
 		}
-		res, err := blpop(ctx, b.rdb, ks, step)
+		res, err := blpop(ctx, c, ks, step)
 		if popped, err := blpopResult(ks, res, err); popped || err != nil {
 			return popped, err
 		}
 	}
+}
+
+// blockCluster waits on each key with a BLPOP of its own, on the node that
+// holds it: a cluster refuses one BLPOP on keys of different slots
+// (CROSSSLOT), and the queues of one worker are spread over shards. The
+// first key to wake ends the other waits (whose CLIENT UNBLOCK hands back
+// any token they popped meanwhile).
+func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []string, timeout time.Duration) (bool, error) {
+	if len(ks) == 1 {
+		return b.blockOnNode(ctx, c, ks[0], timeout)
+	}
+	waitCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	type reply struct {
+		popped bool
+		err    error
+	}
+	replies := make(chan reply, len(ks))
+	for _, k := range ks {
+		go func() {
+			popped, err := b.blockOnNode(waitCtx, c, k, timeout)
+			replies <- reply{popped, err}
+		}()
+	}
+	var popped bool
+	var errs []error
+	for range ks {
+		r := <-replies
+		switch {
+		case r.popped:
+			popped = true
+			stop()
+		case r.err != nil && waitCtx.Err() == nil:
+			errs = append(errs, r.err)
+		}
+	}
+	if popped {
+		return true, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return false, errors.Join(errs...)
+}
+
+// blockOnNode runs an interruptible BLPOP on key on the cluster node that
+// serves its slot.
+func (b *Redis) blockOnNode(ctx context.Context, c *redis.ClusterClient, key string, timeout time.Duration) (bool, error) {
+	if !b.noUnblock.Load() {
+		node, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return false, fmt.Errorf("wait on %s: find its node: %w", key, err)
+		}
+		popped, err, supported := blockInterruptible(ctx, node, []string{key}, timeout)
+		if err != nil && isMovedError(err) {
+			// The slot moved (resharding, failover) since the client last
+			// looked; wake the caller early rather than fail, and let the
+			// client learn the new layout.
+			c.ReloadState(context.WithoutCancel(ctx))
+			return true, nil
+		}
+		if supported {
+			return popped, err
+		}
+		b.noUnblock.Store(true)
+	}
+	return blockStepped(ctx, c, []string{key}, timeout)
+}
+
+func isMovedError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "MOVED ") || strings.Contains(msg, "ASK ") || strings.Contains(msg, "CLUSTERDOWN")
+}
+
+// doer runs any command: every go-redis client and connection.
+type doer interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
 }
 
 // blockStep bounds one BLPOP when it cannot be interrupted.
@@ -356,8 +443,22 @@ func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeo
 	case <-ctx.Done():
 	}
 	bg := context.WithoutCancel(ctx)
-	_ = c.ClientUnblock(bg, id).Err() // if this fails, BLPOP still ends at its timeout
-	r := <-done
+	// The BLPOP may not have reached Redis yet, and an unblock that comes
+	// first does nothing (the command would then wait out its timeout):
+	// unblock until it has ended. If Redis is unreachable, BLPOP fails or
+	// times out by itself.
+	var r reply
+	retry := time.NewTicker(5 * time.Millisecond)
+	defer retry.Stop()
+unblock:
+	for {
+		_ = c.ClientUnblock(bg, id).Err()
+		select {
+		case r = <-done:
+			break unblock
+		case <-retry.C:
+		}
+	}
 	if r.err == nil && len(r.res) == 2 {
 		// Popped just before the unblock: give the token to someone else.
 		c.RPush(bg, r.res[0], r.res[1])
@@ -367,9 +468,7 @@ func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeo
 
 // blpop runs BLPOP with a millisecond timeout: go-redis' BLPop rounds it to
 // whole seconds, and Redis (6.0+) accepts a decimal.
-func blpop(ctx context.Context, c interface {
-	Do(ctx context.Context, args ...any) *redis.Cmd
-}, ks []string, timeout time.Duration) ([]string, error) {
+func blpop(ctx context.Context, c doer, ks []string, timeout time.Duration) ([]string, error) {
 	args := make([]any, 0, len(ks)+2)
 	args = append(args, "BLPOP")
 	for _, k := range ks {
@@ -395,10 +494,15 @@ func blpopResult(ks []string, res []string, err error) (bool, error) {
 // read timeout (go-redis only extends that for its own blocking helpers).
 func (b *Redis) maxBlock() time.Duration {
 	limit := 2 * time.Second
-	if c, ok := b.rdb.(*redis.Client); ok {
-		if rt := c.Options().ReadTimeout; rt > 0 {
-			limit = min(limit, rt*3/4)
-		}
+	var rt time.Duration
+	switch c := b.rdb.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt > 0 {
+		limit = min(limit, rt*3/4)
 	}
 	return max(limit, 10*time.Millisecond)
 }

@@ -18,8 +18,9 @@ import (
 
 // TestEndToEnd: enqueued here, run by a separate worker process, read back
 // by id from a third client that enqueued nothing.
-func TestEndToEnd(t *testing.T) {
-	e := newEnv(t)
+func TestEndToEnd(t *testing.T) { testEndToEnd(t, newEnv(t)) }
+
+func testEndToEnd(t *testing.T, e *env) {
 	ctx := e.ctx
 	e.startWorker(workerConfig{ID: "w-e2e", Concurrency: 2})
 
@@ -139,8 +140,9 @@ func TestEndToEnd(t *testing.T) {
 // TestPriorityAndFIFO: tasks enqueued while no worker runs start by
 // priority (higher first), then in enqueue order, also for tasks of one
 // EnqueueMany batch (same millisecond).
-func TestPriorityAndFIFO(t *testing.T) {
-	e := newEnv(t)
+func TestPriorityAndFIFO(t *testing.T) { testPriorityAndFIFO(t, newEnv(t)) }
+
+func testPriorityAndFIFO(t *testing.T, e *env) {
 	ctx := e.ctx
 
 	type item struct {
@@ -197,8 +199,9 @@ func TestPriorityAndFIFO(t *testing.T) {
 
 // TestPriorityAcrossQueues: a worker serving two queues takes the highest
 // priority of both, and among equal priorities the oldest task.
-func TestPriorityAcrossQueues(t *testing.T) {
-	e := newEnv(t)
+func TestPriorityAcrossQueues(t *testing.T) { testPriorityAcrossQueues(t, newEnv(t)) }
+
+func testPriorityAcrossQueues(t *testing.T, e *env) {
 	ctx := e.ctx
 	steps := []struct {
 		queue string
@@ -242,8 +245,9 @@ func TestPriorityAcrossQueues(t *testing.T) {
 
 // TestRunAfter: deferred tasks start no earlier than their run_after and
 // soon after it, also when a later-enqueued task is due earlier.
-func TestRunAfter(t *testing.T) {
-	e := newEnv(t)
+func TestRunAfter(t *testing.T) { testRunAfter(t, newEnv(t)) }
+
+func testRunAfter(t *testing.T, e *env) {
 	ctx := e.ctx
 	e.startWorker(workerConfig{ID: "w-defer", Concurrency: 4, Ready: true})
 
@@ -423,12 +427,14 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestExactlyOnceWithoutFaults: three worker processes share 2,000 tasks;
-// without faults each runs exactly once.
-func TestExactlyOnceWithoutFaults(t *testing.T) {
-	e := newEnv(t)
+// TestExactlyOnceWithoutFaults: four worker processes share 2,000 tasks on
+// one queue; without faults each runs exactly once, and every process does
+// a fair part of the work.
+func TestExactlyOnceWithoutFaults(t *testing.T) { testExactlyOnceWithoutFaults(t, newEnv(t)) }
+
+func testExactlyOnceWithoutFaults(t *testing.T, e *env) {
 	ctx := e.ctx
-	workers := []string{"w-once-1", "w-once-2", "w-once-3"}
+	workers := []string{"w-once-1", "w-once-2", "w-once-3", "w-once-4"}
 	for _, id := range workers {
 		e.startWorker(workerConfig{ID: id, Concurrency: 8, Ready: true})
 	}
@@ -443,7 +449,7 @@ func TestExactlyOnceWithoutFaults(t *testing.T) {
 		t.Fatalf("EnqueueMany(%d): %v", n, err)
 	}
 	e.waitDrained(task.DefaultQueue, 60*time.Second)
-	t.Logf("%d tasks on 3 workers took %v", n, time.Since(start))
+	t.Logf("%d tasks on %d workers took %v", n, len(workers), time.Since(start))
 
 	ids := make([]string, n)
 	for i, r := range rs {
@@ -485,17 +491,21 @@ func TestExactlyOnceWithoutFaults(t *testing.T) {
 		t.Errorf("%d distinct ids in demo:executions; want %d", len(starts), n)
 	}
 	t.Logf("shares: %v", share)
+	// Idle workers all wait on the queue and claim in small batches, so
+	// none should be starved; a quarter of the even share leaves room for
+	// a noisy machine (one process descheduled for a while).
 	for _, w := range workers {
-		if share[w] == 0 {
-			t.Errorf("worker %s ran no task (shares %v)", w, share)
+		if least := n / len(workers) / 4; share[w] < least {
+			t.Errorf("worker %s ran %d tasks; want at least %d of %d (shares %v)", w, share[w], least, n, share)
 		}
 	}
 }
 
 // TestSIGKILLMidTask: a worker killed while running a task loses it; after
 // the lease expires another worker runs it again and it ends COMPLETE.
-func TestSIGKILLMidTask(t *testing.T) {
-	e := newEnv(t)
+func TestSIGKILLMidTask(t *testing.T) { testSIGKILLMidTask(t, newEnv(t)) }
+
+func testSIGKILLMidTask(t *testing.T, e *env) {
 	ctx := e.ctx
 	const lease = time.Second
 	a := e.startWorker(workerConfig{ID: "w-kill-a", Concurrency: 1, Lease: lease, Ready: true})
