@@ -103,7 +103,7 @@ func ParseFlags(name string, args []string, out io.Writer) (Config, error) {
 		defURL = "redis://127.0.0.1:6379/0"
 	}
 	var queues, exclude listFlag
-	fs.StringVar(&c.RedisURL, "redis-url", defURL, "Redis to serve: redis://[user:password@]host:port/db, rediss:// for TLS, or memory:// for an embedded in-memory Redis (default from $GOTASKS_REDIS_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", defURL, "Redis to serve: redis://[user:password@]host:port/db, rediss:// for TLS, redis+cluster://host:port,host:port,... for Redis Cluster, redis+sentinel://host:port,host:port,.../master-name[/db] for Sentinel, or memory:// for an embedded in-memory Redis (default from $GOTASKS_REDIS_URL)")
 	// The default may hold a password: --help shows it redacted.
 	fs.Lookup("redis-url").DefValue = broker.RedactURL(defURL)
 	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user (overrides the URL's; default: the URL's, else the default user)")
