@@ -155,28 +155,7 @@ func (b *Redis) Finish(ctx context.Context, r *task.RawResult) error {
 	if !r.Status.IsFinished() {
 		return fmt.Errorf("finish %s: status %s is not final", r.ID, r.Status)
 	}
-	var errBlob []byte
-	if r.Err != nil {
-		var err error
-		if errBlob, err = msgpack.Marshal(r.Err); err != nil {
-			return fmt.Errorf("finish %s: encode error: %w", r.ID, err)
-		}
-	}
-	errsBlob, err := encodeErrors(r.Errors)
-	if err != nil {
-		return fmt.Errorf("finish %s: %w", r.ID, err)
-	}
-	k := b.keys(r.Queue)
-	us, err := b.run(ctx, finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors},
-		r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob).Int64()
-	if err != nil {
-		return fmt.Errorf("finish %s: %w", r.ID, err)
-	}
-	if us == 0 {
-		return fmt.Errorf("finish %s attempt %d: %w", r.ID, r.Attempts, ErrLeaseLost)
-	}
-	r.FinishedAt = time.UnixMicro(us)
-	return nil
+	return b.Store(ctx, r)[0]
 }
 
 // Retry schedules the next attempt of r, whose attempt failed and may be
@@ -187,24 +166,106 @@ func (b *Redis) Retry(ctx context.Context, r *task.RawResult) error {
 	if r.Status != task.StatusNew {
 		return fmt.Errorf("retry %s: status %s is not NEW", r.ID, r.Status)
 	}
-	errsBlob, err := encodeErrors(r.Errors)
-	if err != nil {
-		return fmt.Errorf("retry %s: %w", r.ID, err)
+	return b.Store(ctx, r)[0]
+}
+
+// Store writes the outcomes of several attempts in one round trip: each
+// is a Finish (status COMPLETE or FAILED) or a Retry (status NEW), and each
+// is atomic and fenced on its own, exactly as those are. It returns one
+// error per result (nil: stored).
+func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
+	errs := make([]error, len(rs))
+	cmds := make([]*redis.Cmd, len(rs))
+	calls := make([]scriptCall, len(rs))
+	for i, r := range rs {
+		calls[i], errs[i] = b.storeCall(r)
 	}
-	var at int64
-	if !r.RunAfter.IsZero() {
-		at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
+	if len(rs) == 1 {
+		if errs[0] == nil {
+			cmds[0] = b.run(ctx, calls[0].script, calls[0].keys, calls[0].args...)
+		}
+	} else {
+		if err := b.loadScripts(ctx, finishScript, retryScript); err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("%s %s: %w", calls[i].op, rs[i].ID, err)
+				}
+			}
+			return errs
+		}
+		pipe := b.rdb.Pipeline()
+		for i, c := range calls {
+			if errs[i] == nil {
+				cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+			}
+		}
+		_, _ = pipe.Exec(ctx) // errors are read per command below
+		for i, c := range cmds {
+			if c != nil && c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
+				// Redis lost its script cache (a restart): the script did not
+				// run, so running it again (EVAL) is safe.
+				b.forgetScripts()
+				cmds[i] = b.run(ctx, calls[i].script, calls[i].keys, calls[i].args...)
+			}
+		}
 	}
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		r := rs[i]
+		v, err := c.Int64()
+		switch {
+		case err != nil:
+			errs[i] = fmt.Errorf("%s %s: %w", calls[i].op, r.ID, err)
+		case v == 0:
+			errs[i] = fmt.Errorf("%s %s attempt %d: %w", calls[i].op, r.ID, r.Attempts, ErrLeaseLost)
+		case calls[i].script == finishScript:
+			r.FinishedAt = time.UnixMicro(v)
+		}
+	}
+	return errs
+}
+
+// scriptCall is one script to run, with what it is for error messages.
+type scriptCall struct {
+	op     string
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// storeCall prepares the finish or retry script for the outcome of r.
+func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 	k := b.keys(r.Queue)
-	ok, err := b.run(ctx, retryScript, []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors},
-		r.ID, r.Attempts, at, errsBlob).Int()
-	if err != nil {
-		return fmt.Errorf("retry %s: %w", r.ID, err)
+	switch {
+	case r.Status.IsFinished():
+		var errBlob []byte
+		if r.Err != nil {
+			var err error
+			if errBlob, err = msgpack.Marshal(r.Err); err != nil {
+				return scriptCall{}, fmt.Errorf("finish %s: encode error: %w", r.ID, err)
+			}
+		}
+		errsBlob, err := encodeErrors(r.Errors)
+		if err != nil {
+			return scriptCall{}, fmt.Errorf("finish %s: %w", r.ID, err)
+		}
+		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors},
+			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob}}, nil
+	case r.Status == task.StatusNew:
+		errsBlob, err := encodeErrors(r.Errors)
+		if err != nil {
+			return scriptCall{}, fmt.Errorf("retry %s: %w", r.ID, err)
+		}
+		var at int64
+		if !r.RunAfter.IsZero() {
+			at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
+		}
+		return scriptCall{"retry", retryScript, []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors},
+			[]any{r.ID, r.Attempts, at, errsBlob}}, nil
 	}
-	if ok == 0 {
-		return fmt.Errorf("retry %s attempt %d: %w", r.ID, r.Attempts, ErrLeaseLost)
-	}
-	return nil
+	return scriptCall{}, fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
 }
 
 func encodeErrors(errs []*task.Error) ([]byte, error) {

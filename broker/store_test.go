@@ -1,0 +1,87 @@
+package broker_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/task"
+)
+
+// TestStoreBatch: one Store call finishes, fails and retries tasks of two
+// queues; each outcome is fenced on its own (a lost lease refuses only
+// that one), and it still works after Redis forgot its scripts.
+func TestStoreBatch(t *testing.T) {
+	for _, flush := range []bool{false, true} {
+		e := setup(t)
+		e.m.SetTime(base)
+		var msgs []*task.Message
+		for i, q := range []string{"q", "q", "r", "r", "q"} {
+			msgs = append(msgs, newMsg(t, "brokertest.store", q, 0, i))
+		}
+		e.enqueue(msgs...)
+		got := append(e.claim([]string{"q"}, 3, time.Minute, "w"), e.claim([]string{"r"}, 2, time.Minute, "w")...)
+		if len(got) != 5 {
+			t.Fatalf("claimed %d, want 5", len(got))
+		}
+		rs := make([]*task.RawResult, len(got))
+		for i, c := range got {
+			rs[i] = c.Result
+		}
+		complete, failed, retried, stale, bad := rs[0], rs[1], rs[3], rs[4], rs[2]
+		task.Fail(failed, errors.New("boom"))
+		complete.Status, complete.Value = task.StatusComplete, []byte{0x2a}
+		retried.Status, retried.RunAfter = task.StatusNew, base.Add(time.Minute)
+		retried.Errors = []*task.Error{{Type: "x", Message: "first try"}}
+		stale.Status = task.StatusComplete
+		stale.Attempts++ // not the attempt that holds the lease
+		bad.Status = task.StatusRunning
+
+		if flush {
+			// A batch before the flush, so that the broker believes its
+			// scripts are loaded and the next batch meets NOSCRIPT.
+			e.enqueue(newMsg(t, "brokertest.store", "warm", 0, 1), newMsg(t, "brokertest.store", "warm", 0, 2))
+			var warm []*task.RawResult
+			for _, c := range e.claim([]string{"warm"}, 2, time.Minute, "w") {
+				c.Result.Status = task.StatusComplete
+				warm = append(warm, c.Result)
+			}
+			if errs := e.b.Store(e.ctx, warm...); len(warm) != 2 || errs[0] != nil || errs[1] != nil {
+				t.Fatalf("warm-up Store of %d: %v", len(warm), errs)
+			}
+			if err := e.b.Client().ScriptFlush(e.ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := e.b.Store(e.ctx, complete, failed, retried, stale, bad)
+		for i, want := range []error{nil, nil, nil, broker.ErrLeaseLost} {
+			if (want == nil) != (errs[i] == nil) || want != nil && !errors.Is(errs[i], want) {
+				t.Errorf("flush=%v: Store error %d = %v; want %v", flush, i, errs[i], want)
+			}
+		}
+		if errs[4] == nil {
+			t.Errorf("flush=%v: storing a RUNNING result: no error", flush)
+		}
+		if r := e.get(complete.ID); r.Status != task.StatusComplete || r.FinishedAt.IsZero() || complete.FinishedAt.IsZero() {
+			t.Errorf("flush=%v: completed task: %s, finished %v (%v)", flush, r.Status, r.FinishedAt, complete.FinishedAt)
+		}
+		if r := e.get(failed.ID); r.Status != task.StatusFailed || r.Err == nil || r.Err.Message != "boom" {
+			t.Errorf("flush=%v: failed task: %s, %v", flush, r.Status, r.Err)
+		}
+		if r := e.get(retried.ID); r.Status != task.StatusNew || len(r.Errors) != 1 || !r.RunAfter.Equal(base.Add(time.Minute)) {
+			t.Errorf("flush=%v: retried task: %s, errors %v, run_after %v", flush, r.Status, r.Errors, r.RunAfter)
+		}
+		for _, r := range []*task.RawResult{stale, bad} {
+			if g := e.get(r.ID); g.Status != task.StatusRunning {
+				t.Errorf("flush=%v: refused outcome of %s changed it to %s", flush, r.ID, g.Status)
+			}
+		}
+		if c := e.count("q"); c.Running != 1 || c.Pending != 0 {
+			t.Errorf("flush=%v: queue q: %+v; want the refused one still running", flush, c)
+		}
+		if c := e.count("r"); c.Running != 1 || c.Deferred != 1 {
+			t.Errorf("flush=%v: queue r: %+v; want 1 running (stale), 1 deferred (retry)", flush, c)
+		}
+	}
+}
