@@ -76,7 +76,7 @@ func TestHelpExplainsFlags(t *testing.T) {
 	for _, f := range []string{"redis-url", "queue", "exclude-queue", "concurrency", "worker-id", "max-tasks",
 		"batch", "shutdown-timeout", "log-format", "log-level", "no-startup-delay", "SIGTERM",
 		"redis-username", "redis-password", "GOTASKS_REDIS_PASSWORD", "tls-ca", "tls-cert", "tls-key",
-		"tls-server-name", "tls-skip-verify", "TESTING ONLY"} {
+		"tls-server-name", "tls-skip-verify", "TESTING ONLY", "health-addr", "redis+cluster://", "redis+sentinel://"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("help does not mention %s", f)
 		}
