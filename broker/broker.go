@@ -146,6 +146,10 @@ func (k keys) result(id string) string { return k.tag + ":r:" + id }
 // GetResult(id) and "all queues" workers can find them.
 func (b *Redis) queueSet() string { return b.opts.Prefix + ":queues" }
 
+// newQueueKey is the list that wakes workers serving every queue when a
+// queue is used for the first time (at most one token).
+func (b *Redis) newQueueKey() string { return b.opts.Prefix + ":newqueue" }
+
 // envelope is the immutable part of a task, opaque to the Lua scripts.
 type envelope struct {
 	_msgpack   struct{} `msgpack:",as_array"`
@@ -220,12 +224,11 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		return nil, err
 	}
 	pipe := b.rdb.Pipeline()
-	registered := map[string]bool{}
+	registered := map[string]*redis.IntCmd{}
 	b.mu.Lock()
 	for _, q := range order {
 		if !b.known[q] {
-			pipe.SAdd(ctx, b.queueSet(), q)
-			registered[q] = true
+			registered[q] = pipe.SAdd(ctx, b.queueSet(), q)
 		}
 	}
 	b.mu.Unlock()
@@ -247,6 +250,12 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		b.known[q] = true
 	}
 	b.mu.Unlock()
+	for _, sadd := range registered {
+		if sadd.Val() == 1 {
+			b.announceQueue(ctx)
+			break
+		}
+	}
 	for i, c := range cmds {
 		res, err := c.Int64Slice()
 		if err != nil {
@@ -255,13 +264,28 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		// The queue is new to Redis although this process registered it
 		// before: Redis lost its data (a restart without persistence, a
 		// flush). Register it again, or GetResult and "*" workers miss it.
-		if len(res) == 2 && res[1] == 1 && !registered[order[i]] {
-			if err := b.rdb.SAdd(ctx, b.queueSet(), order[i]).Err(); err != nil {
+		if len(res) == 2 && res[1] == 1 && registered[order[i]] == nil {
+			n, err := b.rdb.SAdd(ctx, b.queueSet(), order[i]).Result()
+			if err != nil {
 				return nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
+			}
+			if n == 1 {
+				b.announceQueue(ctx)
 			}
 		}
 	}
 	return nil, nil
+}
+
+// announceQueue wakes a worker serving every queue (see WaitReadyOrNew)
+// after a queue was registered for the first time. It is only a hint that
+// saves such workers their periodic look at the queue set, so it is not
+// atomic with the registration and its errors are ignored.
+func (b *Redis) announceQueue(ctx context.Context) {
+	pipe := b.rdb.Pipeline()
+	pipe.LPush(ctx, b.newQueueKey(), 1)
+	pipe.LTrim(ctx, b.newQueueKey(), 0, 0)
+	_, _ = pipe.Exec(ctx)
 }
 
 // loadScripts makes sure the scripts are in Redis' script cache, so that

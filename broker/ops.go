@@ -344,17 +344,34 @@ func (b *Redis) WaitReady(ctx context.Context, queues []string, timeout time.Dur
 	for i, q := range queues {
 		ks[i] = b.keys(q).wake
 	}
-	return b.block(ctx, ks, timeout)
+	key, err := b.block(ctx, ks, timeout)
+	return key != "", err
+}
+
+// WaitReadyOrNew is WaitReady for workers that serve every queue: it also
+// returns, with newQueue set, when a queue is used for the first time, so
+// that they look at the list of queues again at once instead of at their
+// next periodic refresh.
+func (b *Redis) WaitReadyOrNew(ctx context.Context, queues []string, timeout time.Duration) (newQueue bool, err error) {
+	ks := make([]string, len(queues), len(queues)+1)
+	for i, q := range queues {
+		ks[i] = b.keys(q).wake
+	}
+	key, err := b.block(ctx, append(ks, b.newQueueKey()), timeout)
+	return key == b.newQueueKey(), err
 }
 
 // WaitDeferred blocks until a deferred task is enqueued on queue, timeout
 // passes or ctx is done; schedulers use it to sleep until the next due time
 // without missing an earlier newcomer.
 func (b *Redis) WaitDeferred(ctx context.Context, queue string, timeout time.Duration) (bool, error) {
-	return b.block(ctx, []string{b.keys(queue).dw}, timeout)
+	key, err := b.block(ctx, []string{b.keys(queue).dw}, timeout)
+	return key != "", err
 }
 
-func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (bool, error) {
+// block waits until one of the lists ks has an element, pops it and
+// returns that list's key; "" when timeout passed first.
+func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (string, error) {
 	// BLPOP takes the timeout in seconds with millisecond resolution; 0
 	// would mean forever.
 	timeout = min(max(timeout.Round(time.Millisecond), time.Millisecond), b.maxBlock())
@@ -363,9 +380,9 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 		return b.blockCluster(ctx, c, ks, timeout)
 	case *redis.Client: // one Redis, or a failover client behind sentinels
 		if !b.noUnblock.Load() {
-			popped, err, supported := blockInterruptible(ctx, c, ks, timeout)
+			key, err, supported := blockInterruptible(ctx, c, ks, timeout)
 			if supported {
-				return popped, err
+				return key, err
 			}
 			b.noUnblock.Store(true)
 		}
@@ -376,19 +393,19 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 // blockStepped blocks in short steps, for servers without CLIENT UNBLOCK
 // (miniredis, some proxies): cancellation is noticed soon and no command
 // outlives the caller.
-func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duration) (bool, error) {
+func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if err := ctx.Err(); err != nil {
-			return false, err
+			return "", err
 		}
 		step := min(time.Until(deadline), blockStep)
 		if step <= 0 {
-			return false, nil
+			return "", nil
 		}
 		res, err := blpop(ctx, c, ks, step)
-		if popped, err := blpopResult(ks, res, err); popped || err != nil {
-			return popped, err
+		if key, err := blpopResult(ks, res, err); key != "" || err != nil {
+			return key, err
 		}
 	}
 }
@@ -398,62 +415,62 @@ func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duratio
 // (CROSSSLOT), and the queues of one worker are spread over shards. The
 // first key to wake ends the other waits (whose CLIENT UNBLOCK hands back
 // any token they popped meanwhile).
-func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []string, timeout time.Duration) (bool, error) {
+func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []string, timeout time.Duration) (string, error) {
 	if len(ks) == 1 {
 		return b.blockOnNode(ctx, c, ks[0], timeout)
 	}
 	waitCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	type reply struct {
-		popped bool
-		err    error
+		key string
+		err error
 	}
 	replies := make(chan reply, len(ks))
 	for _, k := range ks {
 		go func() {
-			popped, err := b.blockOnNode(waitCtx, c, k, timeout)
-			replies <- reply{popped, err}
+			key, err := b.blockOnNode(waitCtx, c, k, timeout)
+			replies <- reply{key, err}
 		}()
 	}
-	var popped bool
+	var woke string
 	var errs []error
 	for range ks {
 		r := <-replies
 		switch {
-		case r.popped:
-			popped = true
+		case r.key != "" && woke == "":
+			woke = r.key
 			stop()
 		case r.err != nil && waitCtx.Err() == nil:
 			errs = append(errs, r.err)
 		}
 	}
-	if popped {
-		return true, nil
+	if woke != "" {
+		return woke, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return "", err
 	}
-	return false, errors.Join(errs...)
+	return "", errors.Join(errs...)
 }
 
 // blockOnNode runs an interruptible BLPOP on key on the cluster node that
 // serves its slot.
-func (b *Redis) blockOnNode(ctx context.Context, c *redis.ClusterClient, key string, timeout time.Duration) (bool, error) {
+func (b *Redis) blockOnNode(ctx context.Context, c *redis.ClusterClient, key string, timeout time.Duration) (string, error) {
 	if !b.noUnblock.Load() {
 		node, err := c.MasterForKey(ctx, key)
 		if err != nil {
-			return false, fmt.Errorf("wait on %s: find its node: %w", key, err)
+			return "", fmt.Errorf("wait on %s: find its node: %w", key, err)
 		}
-		popped, err, supported := blockInterruptible(ctx, node, []string{key}, timeout)
+		woke, err, supported := blockInterruptible(ctx, node, []string{key}, timeout)
 		if err != nil && isMovedError(err) {
 			// The slot moved (resharding, failover) since the client last
 			// looked; wake the caller early rather than fail, and let the
 			// client learn the new layout.
 			c.ReloadState(context.WithoutCancel(ctx))
-			return true, nil
+			return key, nil
 		}
 		if supported {
-			return popped, err
+			return woke, err
 		}
 		b.noUnblock.Store(true)
 	}
@@ -477,16 +494,16 @@ const blockStep = 50 * time.Millisecond
 // cancelled, ends it at once with CLIENT UNBLOCK, so that callers return
 // promptly and leave no command or goroutine behind. supported is false
 // when the server does not know CLIENT ID.
-func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (popped bool, err error, supported bool) {
+func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (woke string, err error, supported bool) {
 	conn := c.Conn()
 	defer conn.Close()
 	id, err := conn.ClientID(ctx).Result()
 	if err != nil {
 		var rerr redis.Error
 		if errors.As(err, &rerr) {
-			return false, nil, false // the server answered: it has no CLIENT ID
+			return "", nil, false // the server answered: it has no CLIENT ID
 		}
-		return false, fmt.Errorf("wait on %v: %w", ks, err), true
+		return "", fmt.Errorf("wait on %v: %w", ks, err), true
 	}
 	type reply struct {
 		res []string
@@ -499,8 +516,8 @@ func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeo
 	}()
 	select {
 	case r := <-done:
-		popped, err := blpopResult(ks, r.res, r.err)
-		return popped, err, true
+		key, err := blpopResult(ks, r.res, r.err)
+		return key, err, true
 	case <-ctx.Done():
 	}
 	bg := context.WithoutCancel(ctx)
@@ -524,7 +541,7 @@ unblock:
 		// Popped just before the unblock: give the token to someone else.
 		c.RPush(bg, r.res[0], r.res[1])
 	}
-	return false, ctx.Err(), true
+	return "", ctx.Err(), true
 }
 
 // blpop runs BLPOP with a millisecond timeout: go-redis' BLPop rounds it to
@@ -541,14 +558,15 @@ func blpop(ctx context.Context, c doer, ks []string, timeout time.Duration) ([]s
 	return c.Do(ctx, args...).StringSlice()
 }
 
-func blpopResult(ks []string, res []string, err error) (bool, error) {
+// blpopResult returns the key BLPOP popped from ("" if none).
+func blpopResult(ks []string, res []string, err error) (string, error) {
 	switch {
-	case err == nil:
-		return len(res) == 2, nil
-	case errors.Is(err, redis.Nil):
-		return false, nil
+	case err == nil && len(res) == 2:
+		return res[0], nil
+	case err == nil || errors.Is(err, redis.Nil):
+		return "", nil
 	}
-	return false, fmt.Errorf("wait on %v: %w", ks, err)
+	return "", fmt.Errorf("wait on %v: %w", ks, err)
 }
 
 // maxBlock bounds one blocking command so that it ends before the client's

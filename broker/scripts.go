@@ -23,6 +23,11 @@ import (
 //	T:dwake    list    wake-up token for schedulers (a new deferred task)
 //	T:r:<id>   hash    the finished result (COMPLETE or FAILED); expires after ResultTTL
 //
+// Outside any queue, written by producers without scripts:
+//
+//	prefix:queues    set   every queue name (GetResult by id alone, workers serving '*')
+//	prefix:newqueue  list  wake-up token for '*' workers: a queue was used for the first time
+//
 // The envelope is msgpack written by Go and opaque to Lua; the header line is
 // the mutable state the scripts maintain. A task is in exactly one of
 // pending, delayed or running while it is unfinished, and in none once its

@@ -146,6 +146,7 @@ func TestCluster(t *testing.T) {
 		{"SIGKILLMidTask", testSIGKILLMidTask},
 		{"ExactlyOnceWithoutFaults", testExactlyOnceWithoutFaults},
 		{"QueuesOnEveryShard", testQueuesOnEveryShard},
+		{"NewQueueServedAtOnce", testNewQueueServedAtOnce},
 	} {
 		t.Run(sub.name, func(t *testing.T) {
 			c.flush()

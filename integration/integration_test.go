@@ -744,3 +744,28 @@ func TestScriptCacheFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestNewQueueServedAtOnce: a worker serving every queue ('*') runs a task
+// on a queue that did not exist when it started without waiting for its
+// periodic look at the list of queues (every 5 s).
+func TestNewQueueServedAtOnce(t *testing.T) { testNewQueueServedAtOnce(t, newEnv(t)) }
+
+func testNewQueueServedAtOnce(t *testing.T, e *env) {
+	e.startWorker(workerConfig{ID: "w-star", Queues: []string{"*"}, Concurrency: 2, Ready: true})
+	for i, q := range []string{"brand-new-1", "brand-new-2"} {
+		r, err := addTask.Using(task.Queue(q)).Enqueue(e.ctx, addArgs{A: i, B: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := e.waitStatus(e.B, r.ID, 10*time.Second, task.StatusComplete, task.StatusFailed)
+		wait := raw.StartedAt.Sub(raw.EnqueuedAt)
+		t.Logf("task on new queue %s started %v after its enqueue", q, wait)
+		if raw.Status != task.StatusComplete {
+			t.Fatalf("task on %s: %s %v", q, raw.Status, raw.Err)
+		}
+		// Well under the 5 s refresh (and the 1 s poll).
+		if wait > 500*time.Millisecond {
+			t.Errorf("task on new queue %s started %v after its enqueue: the worker did not learn of the queue at once", q, wait)
+		}
+	}
+}

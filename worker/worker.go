@@ -319,16 +319,29 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 			}
 			continue
 		}
-		if len(qs) == 0 {
-			backoff.Sleep(ctx, w.opts.PollInterval)
-			continue
-		}
-		if _, err := w.b.WaitReady(ctx, qs, w.opts.PollInterval); err != nil && ctx.Err() == nil {
+		if err := w.wait(ctx, qs); err != nil && ctx.Err() == nil {
 			d := bo.Next()
 			w.log.Warn("worker: cannot wait for tasks, backing off", "err", err, "retry_in", d)
 			backoff.Sleep(ctx, d)
 		}
 	}
+}
+
+// wait blocks until a task may be ready on qs or PollInterval passes.
+// Serving every queue, it also wakes for a queue used for the first time,
+// and serves it at once rather than at the next refresh of the list.
+func (w *Worker) wait(ctx context.Context, qs []string) error {
+	if !w.allQueues() {
+		_, err := w.b.WaitReady(ctx, qs, w.opts.PollInterval)
+		return err
+	}
+	newQueue, err := w.b.WaitReadyOrNew(ctx, qs, w.opts.PollInterval)
+	if newQueue {
+		w.qmu.Lock()
+		w.queues = nil
+		w.qmu.Unlock()
+	}
+	return err
 }
 
 // idle decides, in batch mode, whether the work is done: nothing running,
