@@ -29,6 +29,19 @@ import (
 // attempt claimed it.
 var ErrLeaseLost = errors.New("gotasks: lease lost")
 
+// ErrNotReplicated is returned (wrapped) by Enqueue and EnqueueMany when
+// Options.WaitReplicas is set and fewer replicas than that confirmed the
+// new tasks within Options.WaitTimeout. The tasks are stored on the master
+// and will run; what is not known is whether they would survive a failover
+// that happened before the master replicated them.
+//
+// Retrying after this error can make a task run twice: the first copy is
+// already queued, and task.Enqueue gives the retry a new id. (The same
+// message enqueued again is refused as a duplicate id only while the first
+// copy is unfinished.) Retry only tasks that are safe to run twice, or
+// treat the error as "stored, durability unknown".
+var ErrNotReplicated = errors.New("gotasks: stored on the Redis master but not confirmed by its replicas")
+
 // Options configures the Redis backend. The zero value is usable.
 type Options struct {
 	Name       string                // backend name, default "default"
@@ -39,12 +52,42 @@ type Options struct {
 	// MaxArgsSize limits the encoded size of a task's arguments; larger
 	// ones are refused at Enqueue with task.ErrInvalidTask. Default 1 MiB.
 	MaxArgsSize int
+
+	// WaitReplicas closes the replication window of enqueues. Redis
+	// acknowledges a write before its replicas have it, so an enqueue
+	// acknowledged just before the master dies can be missing on the
+	// replica that Sentinel (or Cluster) promotes: the task is silently
+	// lost. With WaitReplicas > 0, Enqueue and EnqueueMany follow the
+	// enqueue with WAIT on the same connection and return only once that
+	// many replicas have the tasks, or after WaitTimeout with an error
+	// wrapping ErrNotReplicated (the tasks are stored on the master).
+	//
+	// The cost: every enqueue waits for a replica round trip (batch with
+	// EnqueueMany to pay it once for many tasks), and when fewer replicas
+	// than WaitReplicas are up every enqueue waits WaitTimeout and returns
+	// ErrNotReplicated. Keep it below the number of replicas, so that one
+	// replica down, or promoted by a failover, does not do that. It is not
+	// a guarantee: Sentinel promotes the replica it believes most up to
+	// date, which is usually but not always one that confirmed; and only
+	// enqueues wait, so a failover can still lose a claim or a result (the
+	// task then runs again). Redis Cluster: the wait is per master node,
+	// and a slot migrating during the enqueue makes it fail rather than
+	// follow the redirection. Against a Redis without replicas (or
+	// miniredis, whose WAIT answers 0) every enqueue returns
+	// ErrNotReplicated.
+	WaitReplicas int
+	// WaitTimeout bounds the wait for replicas; default DefaultWaitTimeout.
+	// Keep it below the client's read timeout (go-redis: 3s by default)
+	// and the callers' context deadlines, or the wait ends in a timeout
+	// error instead of ErrNotReplicated.
+	WaitTimeout time.Duration
 }
 
 // Defaults of Options.
 const (
-	DefaultPrefix    = "gotasks"
-	DefaultResultTTL = 24 * time.Hour
+	DefaultPrefix      = "gotasks"
+	DefaultResultTTL   = 24 * time.Hour
+	DefaultWaitTimeout = time.Second
 )
 
 // Redis is the Redis backend. It implements task.Backend and the operations
@@ -77,6 +120,11 @@ func New(client redis.UniversalClient, opts Options) *Redis {
 	if opts.Serializer == nil {
 		opts.Serializer = serializer.Default
 	}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = DefaultWaitTimeout
+	}
+	// WAIT takes milliseconds, and 0 would wait for ever.
+	opts.WaitTimeout = max(opts.WaitTimeout, time.Millisecond)
 	opts.Queues = slices.Clone(opts.Queues)
 	return &Redis{rdb: client, opts: opts, known: map[string]bool{}}
 }
@@ -205,45 +253,73 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 		}
 		byQueue[m.Queue] = append(byQueue[m.Queue], m.ID, m.Priority, at, env)
 	}
+	var unconfirmed error
 	for retried := false; ; retried = true {
-		retry, err := b.enqueue(ctx, order, byQueue, len(msgs))
+		retry, notConfirmed, err := b.enqueue(ctx, order, byQueue, len(msgs))
+		if unconfirmed == nil {
+			unconfirmed = notConfirmed
+		}
 		if len(retry) == 0 || retried {
+			if err == nil {
+				err = unconfirmed
+			}
 			return err
 		}
-		// Redis lost its script cache (a restart, SCRIPT FLUSH): those
-		// scripts did not run, so load them again and run them once more.
+		// Redis lost its script cache (a restart, SCRIPT FLUSH, a failover):
+		// those scripts did not run, so load them again and run them once
+		// more. The others ran, and if their replicas did not confirm them,
+		// the batch is not confirmed.
 		b.forgetScripts()
 		order = retry
 	}
 }
 
 // enqueue runs the enqueue script for each of the queues in one pipeline. It
-// returns the queues whose script was unknown to Redis (NOSCRIPT).
-func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string][]any, total int) (noScript []string, err error) {
+// returns the queues whose script was unknown to Redis (NOSCRIPT). With
+// WaitReplicas, the pipeline ends with WAIT; if the replicas did not confirm
+// what was written, unconfirmed wraps ErrNotReplicated.
+func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string][]any, total int) (noScript []string, unconfirmed, err error) {
 	if err := b.loadScripts(ctx, enqueueScript); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	pipe := b.rdb.Pipeline()
+	pipes := b.newPipelines()
 	registered := map[string]*redis.IntCmd{}
 	b.mu.Lock()
+	var register []string
 	for _, q := range order {
 		if !b.known[q] {
-			registered[q] = pipe.SAdd(ctx, b.queueSet(), q)
+			register = append(register, q)
 		}
 	}
 	b.mu.Unlock()
+	if len(register) > 0 {
+		pipe, err := pipes.forKey(ctx, b.queueSet())
+		if err != nil {
+			return nil, nil, fmt.Errorf("enqueue %d tasks: %w", total, err)
+		}
+		for _, q := range register {
+			registered[q] = pipe.SAdd(ctx, b.queueSet(), q)
+		}
+	}
 	cmds := make([]*redis.Cmd, len(order))
 	for i, q := range order {
 		k := b.keys(q)
+		pipe, err := pipes.forKey(ctx, k.tasks)
+		if err != nil {
+			return nil, nil, fmt.Errorf("enqueue %d tasks: %w", total, err)
+		}
 		cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw}, byQueue[q]...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := pipes.exec(ctx); err != nil {
 		for i, c := range cmds {
 			if e := c.Err(); e != nil && strings.HasPrefix(e.Error(), "NOSCRIPT") {
 				noScript = append(noScript, order[i])
 			}
 		}
-		return noScript, fmt.Errorf("enqueue %d tasks: %w", total, err)
+		if r := pipes.replicated(); r != nil {
+			unconfirmed = fmt.Errorf("enqueue %d tasks: %w", total, r)
+		}
+		return noScript, unconfirmed, fmt.Errorf("enqueue %d tasks: %w", total, err)
 	}
 	b.mu.Lock()
 	for _, q := range order {
@@ -259,22 +335,34 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 	for i, c := range cmds {
 		res, err := c.Int64Slice()
 		if err != nil {
-			return nil, fmt.Errorf("enqueue on %s: %w", order[i], err)
+			return nil, nil, fmt.Errorf("enqueue on %s: %w", order[i], err)
 		}
 		// The queue is new to Redis although this process registered it
 		// before: Redis lost its data (a restart without persistence, a
-		// flush). Register it again, or GetResult and "*" workers miss it.
+		// flush, a failover). Register it again, or GetResult and "*"
+		// workers miss it.
 		if len(res) == 2 && res[1] == 1 && registered[order[i]] == nil {
-			n, err := b.rdb.SAdd(ctx, b.queueSet(), order[i]).Result()
+			again := b.newPipelines()
+			pipe, err := again.forKey(ctx, b.queueSet())
 			if err != nil {
-				return nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
+				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
 			}
-			if n == 1 {
+			sadd := pipe.SAdd(ctx, b.queueSet(), order[i])
+			if err := again.exec(ctx); err != nil {
+				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
+			}
+			if sadd.Val() == 1 {
 				b.announceQueue(ctx)
+			}
+			if r := again.replicated(); r != nil && unconfirmed == nil {
+				unconfirmed = fmt.Errorf("enqueue on %s: register queue: %w", order[i], r)
 			}
 		}
 	}
-	return nil, nil
+	if r := pipes.replicated(); r != nil {
+		unconfirmed = fmt.Errorf("enqueue %d tasks: %w", total, r)
+	}
+	return nil, unconfirmed, nil
 }
 
 // announceQueue wakes a worker serving every queue (see WaitReadyOrNew)
@@ -286,6 +374,76 @@ func (b *Redis) announceQueue(ctx context.Context) {
 	pipe.LPush(ctx, b.newQueueKey(), 1)
 	pipe.LTrim(ctx, b.newQueueKey(), 0, 0)
 	_, _ = pipe.Exec(ctx)
+}
+
+// pipelines are the pipelines of one write, each ending with WAIT when
+// WaitReplicas is set. WAIT counts the replicas that have every write made
+// so far on its own connection, so it must share the connection with the
+// writes: a go-redis pipeline of a *redis.Client (one Redis, or the master
+// behind sentinels) sends all its commands on one connection (a retry after
+// a network error sends them all again, on another). A cluster pipeline splits its commands by node and refuses
+// WAIT, so with WaitReplicas there is one pipeline per master node instead.
+type pipelines struct {
+	b     *Redis
+	one   redis.Pipeliner                   // without WaitReplicas, or not a cluster
+	nodes map[*redis.Client]redis.Pipeliner // cluster with WaitReplicas
+	order []redis.Pipeliner                 // in the order they were created
+	waits []*redis.IntCmd
+}
+
+func (b *Redis) newPipelines() *pipelines {
+	return &pipelines{b: b, nodes: map[*redis.Client]redis.Pipeliner{}}
+}
+
+// forKey returns the pipeline for commands on key.
+func (p *pipelines) forKey(ctx context.Context, key string) (redis.Pipeliner, error) {
+	if c, ok := p.b.rdb.(*redis.ClusterClient); ok && p.b.opts.WaitReplicas > 0 {
+		node, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("find the master of %s: %w", key, err)
+		}
+		if pipe, ok := p.nodes[node]; ok {
+			return pipe, nil
+		}
+		pipe := node.Pipeline()
+		p.nodes[node] = pipe
+		p.order = append(p.order, pipe)
+		return pipe, nil
+	}
+	if p.one == nil {
+		p.one = p.b.rdb.Pipeline()
+		p.order = append(p.order, p.one)
+	}
+	return p.one, nil
+}
+
+// exec appends the WAITs and runs the pipelines; it returns the first error.
+func (p *pipelines) exec(ctx context.Context) error {
+	var first error
+	for _, pipe := range p.order {
+		if p.b.opts.WaitReplicas > 0 {
+			// Not in go-redis' Pipeliner interface.
+			w := redis.NewIntCmd(ctx, "wait", p.b.opts.WaitReplicas, p.b.opts.WaitTimeout.Milliseconds())
+			_ = pipe.Process(ctx, w)
+			p.waits = append(p.waits, w)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// replicated reports, after exec, whether every WAIT that was answered saw
+// enough replicas (a WAIT that failed goes with an error exec returned).
+func (p *pipelines) replicated() error {
+	for _, w := range p.waits {
+		if n, err := w.Result(); err == nil && n < int64(p.b.opts.WaitReplicas) {
+			return fmt.Errorf("%w: %d of %d replicas confirmed within %v",
+				ErrNotReplicated, n, p.b.opts.WaitReplicas, p.b.opts.WaitTimeout)
+		}
+	}
+	return nil
 }
 
 // loadScripts makes sure the scripts are in Redis' script cache, so that
