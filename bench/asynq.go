@@ -21,6 +21,7 @@ var asynqHandler = asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) er
 		return fmt.Errorf("decode payload: %w", err)
 	}
 	taskStarted(p.Seq)
+	taskWait(ctx)
 	return nil
 })
 

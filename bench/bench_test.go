@@ -108,6 +108,42 @@ func TestQuickRun(t *testing.T) {
 		if !strings.Contains(stdout.String(), m.label) {
 			t.Errorf("%s: %q is not in the table", m.id, m.label)
 		}
+		if sc := r.Scale; strings.HasPrefix(m.id, "scale_") {
+			if sc == nil || len(sc.Shares) != sc.Processes || len(sc.CPU.Workers) != sc.Processes || sc.VsOne == nil {
+				t.Errorf("%s: scale detail %+v", m.id, sc)
+			}
+		} else if sc != nil {
+			t.Errorf("%s: scale detail on a row outside the scale section", m.id)
+		}
+	}
+}
+
+// TestScaleResult checks the best-round pick, the shares and the note of
+// a scale row.
+func TestScaleResult(t *testing.T) {
+	k := scaleKind{id: "noop_c16", what: "no-op tasks", conc: 16}
+	slow := procsResult{n: 1000, elapsed: 2 * time.Second, ran: []int64{500, 500}, cpu: []time.Duration{time.Second, time.Second}}
+	fast := procsResult{
+		n: 1000, elapsed: time.Second, ran: []int64{400, 600}, cpu: []time.Duration{300 * time.Millisecond, 500 * time.Millisecond},
+		redisCPU: 900 * time.Millisecond, benchCPU: 100 * time.Millisecond,
+		machineBusy: 1900 * time.Millisecond, machineOK: true, cpus: 2,
+	}
+	res := newScaleResult(k, []procsResult{slow, fast, slow})
+	if res.Rate != 1000 || !slices.Equal(res.Rounds, []float64{500, 1000, 500}) {
+		t.Errorf("rate %v, rounds %v: want the best round, 1000", res.Rate, res.Rounds)
+	}
+	if res.ShareMin != 0.4 || res.ShareMax != 0.6 || res.Processes != 2 {
+		t.Errorf("shares %v (%v–%v), %d processes", res.Shares, res.ShareMin, res.ShareMax, res.Processes)
+	}
+	if res.CPU.Redis != 90 || !slices.Equal(res.CPU.Workers, []float64{30, 50}) || res.CPU.Bench != 10 ||
+		res.CPU.Others == nil || *res.CPU.Others != 10 || res.RedisPerTask != 900 || res.WorkerPerTask != 800 {
+		t.Errorf("CPU %+v, others %v; %v µs/task Redis, %v workers", res.CPU, res.CPU.Others, res.RedisPerTask, res.WorkerPerTask)
+	}
+	res.VsOne = ptr(1.5)
+	for _, want := range []string{"1.50× 1 process", "shares 40.0–60.0%", "workers 30+50", "redis 90", "others 10", "best of 3"} {
+		if !strings.Contains(res.note(), want) {
+			t.Errorf("note %q lacks %q", res.note(), want)
+		}
 	}
 }
 
@@ -137,6 +173,10 @@ func TestParseFlags(t *testing.T) {
 	cfg, _, err = parseFlags([]string{"--only", "drain, latency"}, io.Discard)
 	if err != nil || !slices.Equal(cfg.Only, []string{"drain", "latency"}) {
 		t.Errorf("--only: %q, %v", cfg.Only, err)
+	}
+	cfg, _, err = parseFlags([]string{"--only", "scale", "--scale-rounds", "5"}, io.Discard)
+	if err != nil || cfg.ScaleRounds != 5 || !slices.Equal(cfg.Only, []string{"scale"}) {
+		t.Errorf("--scale-rounds: %d, %q, %v", cfg.ScaleRounds, cfg.Only, err)
 	}
 	if _, _, err := parseFlags([]string{"--only", "drian"}, io.Discard); err == nil {
 		t.Error("--only accepted an unknown measurement")

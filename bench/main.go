@@ -36,6 +36,10 @@ type Config struct {
 	LatencySamples     int           `json:"latency_samples"`
 	LatencyConcurrency int           `json:"latency_concurrency"`
 	LatencyGap         time.Duration `json:"latency_max_pause_ns"`
+	ScaleProcs         []int         `json:"scale_procs"`          // worker processes in the scale section
+	ScaleIOConcurrency int           `json:"scale_io_concurrency"` // per process, for the tasks that wait
+	ScaleIOWait        time.Duration `json:"scale_io_wait_ns"`     // how long those tasks wait
+	ScaleRounds        int           `json:"scale_rounds"`         // each scale row is the best of this many
 	ClaimTasks         int           `json:"claim_tasks"`
 	SmallPending       int           `json:"small_pending"`
 	LargePending       int           `json:"large_pending"`
@@ -52,6 +56,7 @@ func defaultConfig(quick bool) Config {
 		Tasks: 20_000, EnqueueGoroutines: 16, Batch: 100,
 		Concurrency: []int{1, 16, 64}, Procs: 2, ProcConcurrency: 16,
 		LatencySamples: 200, LatencyConcurrency: 16, LatencyGap: time.Second,
+		ScaleProcs: []int{1, 2, 4}, ScaleIOConcurrency: 8, ScaleIOWait: 2 * time.Millisecond, ScaleRounds: 3,
 		ClaimTasks: 2_000, SmallPending: 1_000, LargePending: 1_000_000,
 	}
 	if quick {
@@ -59,6 +64,7 @@ func defaultConfig(quick bool) Config {
 		c.Tasks = 1_000
 		c.LatencySamples, c.LatencyGap = 10, 100*time.Millisecond
 		c.ClaimTasks, c.LargePending = 200, 20_000
+		c.ScaleRounds = 1
 	}
 	return c
 }
@@ -108,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 		cpuprofile  = fs.String("cpuprofile", "", "write a CPU profile of the gotasks drain at concurrency 16 to this file")
 		pause       = fs.Duration("latency-pause", 0, "longest random pause before each latency probe task (default 1s, 100ms with --quick)")
 		only        = fs.String("only", "", "run only these measurements, comma-separated: "+strings.Join(groups, ","))
+		rounds      = fs.Int("scale-rounds", 0, "rounds of the scale section; each row is the best round (default 3, 1 with --quick)")
 		jsonOut     jsonFlag
 	)
 	fs.Var(&jsonOut, "json", "also write the report as JSON: --json (stdout; the table goes to stderr) or --json FILE")
@@ -129,6 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 	}
 	if *pause > 0 {
 		cfg.LatencyGap = *pause
+	}
+	if *rounds > 0 {
+		cfg.ScaleRounds = *rounds
 	}
 	if *only != "" {
 		for _, g := range strings.Split(*only, ",") {

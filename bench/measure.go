@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,46 +157,6 @@ func drainPending(ctx context.Context, a *admin, s system, n, c int) (drainResul
 	}, nil
 }
 
-// drainRateProcs is drainRate with procs worker processes: the bench binary
-// re-executed as a worker (see childMain). The processes connect first and
-// are all told to start at once, so that exec and connection set-up are
-// not timed.
-func drainRateProcs(ctx context.Context, s system, url string, n, procs, c int) (float64, error) {
-	if err := s.Fill(ctx, n); err != nil {
-		return 0, err
-	}
-	var children []*child
-	defer func() {
-		for _, ch := range children {
-			ch.kill()
-		}
-	}()
-	for range procs {
-		ch, err := spawnChild(ctx, s.Name(), url, c)
-		if err != nil {
-			return 0, err
-		}
-		children = append(children, ch)
-	}
-	start := time.Now()
-	for _, ch := range children {
-		if err := ch.send("go"); err != nil {
-			return 0, err
-		}
-	}
-	if err := waitDrained(ctx, s, drainTimeout(n)); err != nil {
-		return 0, err
-	}
-	elapsed := time.Since(start)
-	for _, ch := range children {
-		if err := ch.stop(); err != nil {
-			return 0, err
-		}
-	}
-	children = nil
-	return float64(n) / elapsed.Seconds(), nil
-}
-
 // idleLatency enqueues samples tasks one at a time on an idle worker (of
 // concurrency c) and returns the times from the start of Enqueue to the
 // task's first line, sorted. Before each task it waits for the previous one
@@ -306,141 +261,4 @@ func closedMemory(ctx context.Context, a *admin, open opener, url string, fn fun
 		return 0, err
 	}
 	return a.usedMemory(ctx)
-}
-
-// ---------------------------------------------------------------------------
-// worker processes
-
-// childEnv, set in a process's environment, makes the bench binary a worker
-// process of the system it names (see childMain); a hidden mode rather than
-// a flag, so that it also works for the test binary.
-const childEnv = "GOTASKS_BENCH_WORKER"
-
-type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan error
-}
-
-// spawnChild starts a worker process and waits until it is connected.
-func spawnChild(ctx context.Context, system, url string, c int) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("worker process: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "--redis-url", url, "--concurrency", strconv.Itoa(c))
-	cmd.Env = append(os.Environ(), childEnv+"="+system)
-	cmd.Stderr = os.Stderr
-	dieWithParent(cmd)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, fmt.Errorf("worker process: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("worker process: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("worker process: %w", err)
-	}
-	ch := &child{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
-	ready := make(chan error, 1)
-	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err == nil && line != "ready\n" {
-			err = fmt.Errorf("said %q", line)
-		}
-		ready <- err
-		_, _ = io.Copy(io.Discard, stdout)
-		ch.done <- cmd.Wait()
-	}()
-	select {
-	case err = <-ready:
-	case <-time.After(30 * time.Second):
-		err = errors.New("not ready after 30s")
-	}
-	if err != nil {
-		ch.kill()
-		return nil, fmt.Errorf("%s worker process: %w", system, err)
-	}
-	return ch, nil
-}
-
-func (c *child) send(line string) error {
-	if _, err := io.WriteString(c.stdin, line+"\n"); err != nil {
-		return fmt.Errorf("worker process: %w", err)
-	}
-	return nil
-}
-
-// stop closes the child's stdin, which tells it to shut down, and waits.
-func (c *child) stop() error {
-	c.stdin.Close()
-	select {
-	case err := <-c.done:
-		if err != nil {
-			return fmt.Errorf("worker process: %w", err)
-		}
-		return nil
-	case <-time.After(30 * time.Second):
-		c.kill()
-		return errors.New("worker process did not stop within 30s")
-	}
-}
-
-func (c *child) kill() {
-	c.stdin.Close()
-	if c.cmd.Process != nil {
-		_ = c.cmd.Process.Kill()
-	}
-}
-
-// childMain is a worker process: it connects, says "ready", starts its
-// worker on "go" and shuts it down when its stdin closes.
-func childMain(system string, args []string) int {
-	fail := func(err error) int {
-		fmt.Fprintf(os.Stderr, "bench %s worker process: %v\n", system, err)
-		return 1
-	}
-	var url string
-	c := 16
-	for i := 0; i+1 < len(args); i += 2 {
-		switch args[i] {
-		case "--redis-url":
-			url = args[i+1]
-		case "--concurrency":
-			n, err := strconv.Atoi(args[i+1])
-			if err != nil {
-				return fail(fmt.Errorf("--concurrency: %w", err))
-			}
-			c = n
-		}
-	}
-	open, ok := openers[system]
-	if !ok {
-		return fail(fmt.Errorf("unknown system %q", system))
-	}
-	ctx := context.Background()
-	s, err := open(url)
-	if err != nil {
-		return fail(err)
-	}
-	defer s.Close()
-	if _, err := s.Unfinished(ctx); err != nil { // connected
-		return fail(err)
-	}
-	fmt.Println("ready")
-	in := bufio.NewReader(os.Stdin)
-	if line, err := in.ReadString('\n'); err != nil || line != "go\n" {
-		return 0 // the parent gave up
-	}
-	stop, err := s.StartWorker(ctx, c)
-	if err != nil {
-		return fail(err)
-	}
-	_, _ = io.Copy(io.Discard, in)
-	if err := stop(); err != nil {
-		return fail(err)
-	}
-	return 0
 }

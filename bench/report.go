@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -42,6 +43,8 @@ type Row struct {
 	Target  string   `json:"target,omitempty"`
 	Met     *bool    `json:"met,omitempty"`
 	Note    string   `json:"note,omitempty"`
+	// Scale is the detail of a scale-out row (shares, CPU per process).
+	Scale *ScaleResult `json:"scale,omitempty"`
 }
 
 // metric describes a row: how to label it and which target of issue #6
@@ -77,7 +80,7 @@ func metrics(cfg Config) []metric {
 		return metric{id: fmt.Sprintf("drain_c%d", c), label: fmt.Sprintf("drain, 1 process, concurrency %d", c),
 			unit: "tasks/s", asynq: true, target: target, met: met}
 	}
-	return []metric{
+	ms := []metric{
 		{id: "enqueue_1", label: "enqueue, 1 goroutine, 1 task/call", unit: "tasks/s", asynq: true,
 			target: "≥ 1.5× asynq", met: atLeastTimes(1.5)},
 		{id: "enqueue_16", label: "enqueue, 16 goroutines, 1 task/call", unit: "tasks/s", asynq: true},
@@ -94,6 +97,17 @@ func metrics(cfg Config) []metric {
 			note: "in-process worker, with the bench's 2 ms polling"},
 		{id: "drain_2proc", label: fmt.Sprintf("drain, 2 processes × concurrency %d", cfg.ProcConcurrency),
 			unit: "tasks/s", asynq: true},
+	}
+	for _, k := range scaleKinds(cfg) {
+		for _, procs := range cfg.ScaleProcs {
+			m := metric{id: scaleID(k, procs), label: scaleLabel(k, procs), unit: "tasks/s"}
+			if procs == 2 && slices.Contains(cfg.ScaleProcs, 1) {
+				m.target = fmt.Sprintf("≥ %.1f× 1 process", scaleGrowth)
+			}
+			ms = append(ms, m)
+		}
+	}
+	return append(ms, []metric{
 		{id: "latency_p50", label: "idle enqueue→start latency p50", unit: "ms", lowerBetter: true, asynq: true,
 			target: "≤ 5 ms", met: atMost(5)},
 		{id: "latency_p99", label: "idle enqueue→start latency p99", unit: "ms", lowerBetter: true, asynq: true,
@@ -110,7 +124,7 @@ func metrics(cfg Config) []metric {
 			note: "gotasks only; go test -bench HotPath"},
 		{id: "hotpath_bytes", label: "worker hot path, bytes allocated", unit: "B/task", lowerBetter: true,
 			note: "gotasks only; go test -bench HotPath"},
-	}
+	}...)
 }
 
 // results holds what was measured: results[id][system].
@@ -124,7 +138,7 @@ func (r results) set(id, system string, v float64) {
 }
 
 // buildRows turns results into rows; notes explains what was skipped.
-func buildRows(cfg Config, res results, notes map[string]string) []Row {
+func buildRows(cfg Config, res results, notes map[string]string, scale map[string]*ScaleResult) []Row {
 	var rows []Row
 	for _, m := range metrics(cfg) {
 		row := Row{ID: m.id, Metric: m.label, Unit: m.unit, Better: "higher", Target: m.target, Note: m.note}
@@ -144,6 +158,14 @@ func buildRows(cfg Config, res results, notes map[string]string) []Row {
 		}
 		if hasG && m.met != nil {
 			if ok, known := m.met(g, a, hasA); known {
+				row.Met = &ok
+			}
+		}
+		if sc := scale[m.id]; sc != nil {
+			row.Scale = sc
+			row.Note = sc.note()
+			if m.target != "" && sc.VsOne != nil {
+				ok := *sc.VsOne >= scaleGrowth
 				row.Met = &ok
 			}
 		}

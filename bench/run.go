@@ -24,6 +24,7 @@ type runner struct {
 	systems []string
 	res     results
 	notes   map[string]string
+	scale   map[string]*ScaleResult
 	log     io.Writer
 }
 
@@ -53,7 +54,8 @@ func run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if err := a.rdb.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("ping %s: %w", url, err)
 	}
-	r := &runner{cfg: cfg, url: url, admin: a, systems: []string{nameGotasks}, res: results{}, notes: map[string]string{}, log: logw}
+	r := &runner{cfg: cfg, url: url, admin: a, systems: []string{nameGotasks}, res: results{}, notes: map[string]string{},
+		scale: map[string]*ScaleResult{}, log: logw}
 	if !cfg.SkipAsynq {
 		r.systems = append(r.systems, nameAsynq)
 	}
@@ -63,11 +65,11 @@ func run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 	m := machine(ctx, a)
 	m.Load = load + " → " + loadAverage()
-	return &Report{Machine: m, Config: cfg, Rows: buildRows(cfg, r.res, r.notes)}, nil
+	return &Report{Machine: m, Config: cfg, Rows: buildRows(cfg, r.res, r.notes, r.scale)}, nil
 }
 
 // groups are the names --only accepts, in run order.
-var groups = []string{"enqueue", "memory", "drain", "latency", "claim", "hotpath"}
+var groups = []string{"enqueue", "memory", "drain", "scale", "latency", "claim", "hotpath"}
 
 func (r *runner) measureAll(ctx context.Context) error {
 	c := r.cfg
@@ -90,8 +92,9 @@ func (r *runner) measureAll(ctx context.Context) error {
 	}
 	steps = append(steps,
 		step{"drain", r.one("drain_2proc", func(ctx context.Context, s system) (float64, error) {
-			return drainRateProcs(ctx, s, r.url, c.Tasks, c.Procs, c.ProcConcurrency)
+			return drainRateProcs(ctx, r.admin, s, r.url, c.Tasks, c.Procs, c.ProcConcurrency)
 		})},
+		step{"scale", r.scaleOut},
 		step{"latency", r.latency},
 		step{"claim", r.claimGrowth},
 		step{"hotpath", r.hotPath},

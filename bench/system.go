@@ -91,6 +91,26 @@ func taskStarted(seq int64) {
 	}
 }
 
+// taskSleep makes the benchmark task of either system wait this long
+// after it starts, as a task waiting on a database or an HTTP call would.
+// Only worker processes of the scale section set it (--task-sleep, see
+// childMain); everywhere else it is 0 and the task does nothing.
+var taskSleep time.Duration
+
+// taskWait is the second thing the benchmark task does: nothing, or wait
+// taskSleep (or until ctx is done).
+func taskWait(ctx context.Context) {
+	if taskSleep <= 0 {
+		return
+	}
+	t := time.NewTimer(taskSleep)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // stopOnce makes a worker's stop function safe to call again (a deferred
 // stop after an explicit one).
 func stopOnce(stop func() error) func() error {
