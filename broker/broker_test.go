@@ -10,6 +10,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/serializer"
@@ -42,7 +43,7 @@ func setup(t *testing.T, opts ...broker.Options) *env {
 // newBroker opens another broker (its own client, like another process) on
 // the same miniredis.
 func (e *env) newBroker(o broker.Options) *broker.Redis {
-	c := redis.NewClient(&redis.Options{Addr: e.m.Addr()})
+	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: e.m.Addr()})
 	e.t.Cleanup(func() { _ = c.Close() })
 	return broker.New(c, o)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/gotasks/gotasks/serializer"
@@ -25,7 +26,7 @@ import (
 
 // fuzzBackend is a backend whose client never connects: decoding does no I/O.
 func fuzzBackend(tb testing.TB) *Redis {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	rdb := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: "127.0.0.1:1"})
 	tb.Cleanup(func() { _ = rdb.Close() })
 	return New(rdb, Options{})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -116,6 +117,10 @@ func TestOpenURLForms(t *testing.T) {
 	}
 	if !o.ContextTimeoutEnabled {
 		t.Error("ContextTimeoutEnabled is off")
+	}
+	// go-redis' fallback when the server lacks them is a data race.
+	if o.MaintNotificationsConfig == nil || o.MaintNotificationsConfig.Mode != maintnotifications.ModeDisabled {
+		t.Errorf("maintenance notifications not disabled: %+v", o.MaintNotificationsConfig)
 	}
 	o = clientOptions(t, "redis://:s3cret@h", broker.ConnOptions{})
 	if o.Addr != "h:6379" || o.Username != "" || o.Password != "s3cret" {
@@ -489,6 +494,9 @@ func TestOpenClusterURL(t *testing.T) {
 	o := cc.Options()
 	if got := strings.Join(o.Addrs, " "); got != "n1:7000 n2:7001 n3:6379" {
 		t.Errorf("addrs %q; want n1:7000 n2:7001 n3:6379", got)
+	}
+	if m := o.MaintNotificationsConfig; m == nil || m.Mode != maintnotifications.ModeDisabled {
+		t.Errorf("cluster: maintenance notifications not disabled: %+v", m)
 	}
 	if o.Username != "app" || o.Password != "s3cret" || o.PoolSize != 20 || o.ReadTimeout != 3*time.Second ||
 		!o.ContextTimeoutEnabled || o.TLSConfig != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -128,7 +129,7 @@ func (s *replServer) start(bin, logPath string, args []string) error {
 func (s *replServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 
 func (s *replServer) client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	return redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 }
 
 func (s *replServer) kill() {

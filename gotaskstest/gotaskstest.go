@@ -20,6 +20,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -50,7 +51,7 @@ func New(t testing.TB, opts ...broker.Options) *Env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
+	client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: m.Addr(), ContextTimeoutEnabled: true})
 	b := broker.New(client, o)
 	task.Configure(map[string]task.Backend{b.Name(): b})
 	t.Cleanup(func() {

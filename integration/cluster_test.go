@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -52,7 +53,7 @@ func startCluster(t *testing.T) *redisCluster {
 	// each node says the cluster is up, so that the first command is served.
 	deadline := time.Now().Add(20 * time.Second)
 	for _, n := range c.Nodes {
-		client := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: n.Addr()})
 		for {
 			info, err := client.ClusterInfo(context.Background()).Result()
 			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3") {
@@ -82,7 +83,7 @@ func (c *redisCluster) URL() string {
 func (c *redisCluster) flush() {
 	c.t.Helper()
 	for _, n := range c.Nodes {
-		client := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: n.Addr()})
 		err := client.FlushAll(context.Background()).Err()
 		client.Close()
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/serializer"
@@ -147,7 +148,7 @@ func TestACL(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	admin := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: srv.Addr()})
 	if err := admin.Do(ctx, "ACL", "SETUSER", "app", "on", ">"+password, "~*", "&*", "+@all").Err(); err != nil {
 		t.Fatalf("ACL SETUSER app: %v", err)
 	}
@@ -488,7 +489,7 @@ func (s *tlsServer) start(pki testPKI) error {
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 
-	client := redis.NewClient(&redis.Options{
+	client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		Addr: s.Addr(), TLSConfig: clientTLS, MaxRetries: -1, DialTimeout: 500 * time.Millisecond,
 	})
 	defer client.Close()

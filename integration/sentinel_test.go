@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -102,7 +103,7 @@ sentinel parallel-syncs %[3]s 1
 	}()
 	s.cmd, s.done = cmd, done
 
-	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewSentinelClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -161,7 +162,7 @@ func startSentinelSetup(t *testing.T, nReplicas int) *sentinelSetup {
 	for range 3 {
 		sp := startSentinel(t, s.Master.Port)
 		s.Sentinels = append(s.Sentinels, sp)
-		c := redis.NewSentinelClient(&redis.Options{Addr: sp.Addr(), DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second})
+		c := redis.NewSentinelClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: sp.Addr(), DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second})
 		t.Cleanup(func() { _ = c.Close() })
 		s.clients = append(s.clients, c)
 	}
@@ -183,7 +184,7 @@ func (s *sentinelSetup) waitWatched(timeout time.Duration) {
 	ctx := context.Background()
 	replicas := make([]*redis.Client, len(s.Replicas))
 	for i, r := range s.Replicas {
-		replicas[i] = redis.NewClient(&redis.Options{Addr: r.Addr()})
+		replicas[i] = redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: r.Addr()})
 		defer replicas[i].Close()
 	}
 	ready := func() (bool, string) {

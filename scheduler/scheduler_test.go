@@ -9,6 +9,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/scheduler"
@@ -22,7 +23,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func setup(t *testing.T) (*miniredis.Miniredis, *broker.Redis) {
 	t.Helper()
 	m := miniredis.RunT(t)
-	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: m.Addr()})
 	t.Cleanup(func() { _ = c.Close() })
 	return m, broker.New(c, broker.Options{})
 }

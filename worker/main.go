@@ -20,6 +20,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -282,7 +283,7 @@ func OpenRedisWith(url string, opts broker.Options, conn broker.ConnOptions, log
 			return nil, nil, fmt.Errorf("start embedded redis: %w", err)
 		}
 		log.Info("embedded in-memory redis started (its data is lost on exit)", "addr", m.Addr())
-		client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, PoolSize: poolSize})
+		client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: m.Addr(), ContextTimeoutEnabled: true, PoolSize: poolSize})
 		return broker.New(client, opts), func() { _ = client.Close(); m.Close() }, nil
 	}
 	// Every running task may be writing its result while the fetcher and

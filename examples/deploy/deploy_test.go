@@ -32,6 +32,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/goleak"
 	"gopkg.in/yaml.v3"
 
@@ -700,7 +701,7 @@ func TestKubernetesWorker(t *testing.T) {
 	// The probes must be served by the worker's health handler, on the
 	// --health-addr port.
 	m := miniredis.RunT(t)
-	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
+	client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: m.Addr(), ContextTimeoutEnabled: true})
 	defer func() { _ = client.Close() }()
 	h := worker.HealthHandler(broker.New(client, broker.Options{}).Check, nil)
 	for _, p := range []struct {
@@ -802,7 +803,7 @@ func TestKubernetesScalingExample(t *testing.T) {
 	}
 
 	m := miniredis.RunT(t)
-	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
+	client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: m.Addr(), ContextTimeoutEnabled: true})
 	defer func() { _ = client.Close() }()
 	b := broker.New(client, broker.Options{})
 	task.Configure(map[string]task.Backend{b.Name(): b})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/goleak"
 
 	"github.com/gotasks/gotasks/broker"
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestProducerWithWorker(t *testing.T) {
 	t.Setenv("GOTASKS_REDIS_PASSWORD", "")
 	m := miniredis.RunT(t)
-	c := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: m.Addr(), ContextTimeoutEnabled: true})
 	defer func() { _ = c.Close() }()
 	w := worker.New(broker.New(c, broker.Options{}), worker.Options{
 		Queues: []string{task.DefaultQueue}, Concurrency: 4, WorkerID: "producer-test", Logger: slog.New(slog.DiscardHandler),
