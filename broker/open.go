@@ -68,7 +68,8 @@ const (
 //	redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db][?option=value&...]
 //	rediss+sentinel://...              Redis Sentinel, TLS
 //
-// A cluster URL lists some of the cluster's nodes (the client finds the
+// (redis-cluster:// and redis-sentinel:// are accepted too.) A cluster URL
+// lists some of the cluster's nodes (the client finds the
 // rest) and has no database number. A sentinel URL lists the sentinels
 // and names the master they watch; the user and password are those of
 // the Redis master and replicas, and sentinel_username= and
@@ -178,6 +179,13 @@ func parseURL(rawURL string, conn ConnOptions) (deployment, error) {
 		}
 	}
 	base, kind, _ := strings.Cut(strings.ToLower(scheme), "+")
+	if kind == "" {
+		// redis-sentinel:// and redis-cluster:// are spellings seen in
+		// other clients' documentation: take them too.
+		if b, k, ok := strings.Cut(base, "-"); ok {
+			base, kind = b, k
+		}
+	}
 	if base != "redis" && base != "rediss" && (base != "unix" || kind != "") ||
 		kind != "" && kind != "cluster" && kind != "sentinel" {
 		return d, fmt.Errorf("unsupported scheme %q: want redis://, rediss:// (TLS), unix://, "+

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -532,6 +533,20 @@ func TestOpenSentinelURL(t *testing.T) {
 	}
 	if !strings.Contains(o.Addr, "FailoverClient") {
 		t.Errorf("addr %q: not a failover client", o.Addr)
+	}
+	for url, want := range map[string]string{
+		"redis-sentinel://s1/m": "*redis.Client", "rediss-sentinel://s1/m": "*redis.Client",
+		"redis-cluster://n1,n2": "*redis.ClusterClient", "rediss-cluster://n1": "*redis.ClusterClient",
+	} {
+		c, err := broker.NewClient(url, broker.ConnOptions{})
+		if err != nil {
+			t.Errorf("%s: %v", url, err)
+			continue
+		}
+		if got := fmt.Sprintf("%T", c); got != want {
+			t.Errorf("%s gave a %s, want a %s", url, got, want)
+		}
+		c.Close()
 	}
 	if _, err := broker.ClientOptions("redis+sentinel://s1/mymaster", broker.ConnOptions{}); err == nil ||
 		!strings.Contains(err.Error(), "NewClient") {
