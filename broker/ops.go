@@ -375,37 +375,44 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 	// BLPOP takes the timeout in seconds with millisecond resolution; 0
 	// would mean forever.
 	timeout = min(max(timeout.Round(time.Millisecond), time.Millisecond), b.maxBlock())
+	var p pop
+	var err error
 	switch c := b.rdb.(type) {
 	case *redis.ClusterClient:
 		return b.blockCluster(ctx, c, ks, timeout)
 	case *redis.Client: // one Redis, or a failover client behind sentinels
 		if !b.noUnblock.Load() {
-			key, err, supported := blockInterruptible(ctx, c, ks, timeout)
-			if supported {
-				return key, err
+			var supported bool
+			if p, err, supported = blockInterruptible(ctx, c, ks, timeout); supported {
+				return p.key, err
 			}
 			b.noUnblock.Store(true)
 		}
 	}
-	return blockStepped(ctx, b.rdb, ks, timeout)
+	p, err = blockStepped(ctx, b.rdb, ks, timeout)
+	return p.key, err
 }
 
+// pop is what BLPOP popped: an element and the list it came from (zero:
+// nothing).
+type pop struct{ key, val string }
+
 // blockStepped blocks in short steps, for servers without CLIENT UNBLOCK
-// (miniredis, some proxies): cancellation is noticed soon and no command
-// outlives the caller.
-func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duration) (string, error) {
+// (miniredis, some proxies, users not allowed to run it): cancellation is
+// noticed soon and no command outlives the caller.
+func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duration) (pop, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return pop{}, err
 		}
 		step := min(time.Until(deadline), blockStep)
 		if step <= 0 {
-			return "", nil
+			return pop{}, nil
 		}
 		res, err := blpop(ctx, c, ks, step)
-		if key, err := blpopResult(ks, res, err); key != "" || err != nil {
-			return key, err
+		if p, err := blpopResult(ks, res, err); p.key != "" || err != nil {
+			return p, err
 		}
 	}
 }
@@ -413,23 +420,25 @@ func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duratio
 // blockCluster waits on each key with a BLPOP of its own, on the node that
 // holds it: a cluster refuses one BLPOP on keys of different slots
 // (CROSSSLOT), and the queues of one worker are spread over shards. The
-// first key to wake ends the other waits (whose CLIENT UNBLOCK hands back
-// any token they popped meanwhile).
+// first key to wake ends the other waits; a token another wait popped in
+// the meantime is pushed back, so no wake-up is lost.
 func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []string, timeout time.Duration) (string, error) {
 	if len(ks) == 1 {
-		return b.blockOnNode(ctx, c, ks[0], timeout)
+		key, _, err := b.blockOnNode(ctx, c, ks[0], timeout)
+		return key, err
 	}
 	waitCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	type reply struct {
-		key string
-		err error
+		woke string // the key that ended the wait, popped or not
+		p    pop
+		err  error
 	}
 	replies := make(chan reply, len(ks))
 	for _, k := range ks {
 		go func() {
-			key, err := b.blockOnNode(waitCtx, c, k, timeout)
-			replies <- reply{key, err}
+			woke, p, err := b.blockOnNode(waitCtx, c, k, timeout)
+			replies <- reply{woke, p, err}
 		}()
 	}
 	var woke string
@@ -437,9 +446,12 @@ func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []s
 	for range ks {
 		r := <-replies
 		switch {
-		case r.key != "" && woke == "":
-			woke = r.key
+		case r.woke != "" && woke == "":
+			woke = r.woke
 			stop()
+		case r.p.key != "":
+			// Another wait won first: this token is someone else's.
+			c.RPush(context.WithoutCancel(ctx), r.p.key, r.p.val)
 		case r.err != nil && waitCtx.Err() == nil:
 			errs = append(errs, r.err)
 		}
@@ -454,32 +466,40 @@ func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []s
 }
 
 // blockOnNode runs an interruptible BLPOP on key on the cluster node that
-// serves its slot.
-func (b *Redis) blockOnNode(ctx context.Context, c *redis.ClusterClient, key string, timeout time.Duration) (string, error) {
+// serves its slot. It returns the key if the wait should end (p set if it
+// popped a token).
+func (b *Redis) blockOnNode(ctx context.Context, c *redis.ClusterClient, key string, timeout time.Duration) (woke string, p pop, err error) {
 	if !b.noUnblock.Load() {
 		node, err := c.MasterForKey(ctx, key)
 		if err != nil {
-			return "", fmt.Errorf("wait on %s: find its node: %w", key, err)
+			return "", pop{}, fmt.Errorf("wait on %s: find its node: %w", key, err)
 		}
-		woke, err, supported := blockInterruptible(ctx, node, []string{key}, timeout)
+		p, err, supported := blockInterruptible(ctx, node, []string{key}, timeout)
 		if err != nil && isMovedError(err) {
 			// The slot moved (resharding, failover) since the client last
 			// looked; wake the caller early rather than fail, and let the
 			// client learn the new layout.
 			c.ReloadState(context.WithoutCancel(ctx))
-			return key, nil
+			return key, pop{}, nil
 		}
 		if supported {
-			return woke, err
+			return p.key, p, err
 		}
 		b.noUnblock.Store(true)
 	}
-	return blockStepped(ctx, c, []string{key}, timeout)
+	p, err = blockStepped(ctx, c, []string{key}, timeout)
+	return p.key, p, err
 }
 
+// isMovedError reports whether err is Redis saying the key's slot is
+// served elsewhere (or not at all) now.
 func isMovedError(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "MOVED ") || strings.Contains(msg, "ASK ") || strings.Contains(msg, "CLUSTERDOWN")
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") || strings.HasPrefix(msg, "CLUSTERDOWN")
 }
 
 // doer runs any command: every go-redis client and connection.
@@ -493,17 +513,18 @@ const blockStep = 50 * time.Millisecond
 // blockInterruptible runs BLPOP on a connection of its own and, if ctx is
 // cancelled, ends it at once with CLIENT UNBLOCK, so that callers return
 // promptly and leave no command or goroutine behind. supported is false
-// when the server does not know CLIENT ID.
-func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (woke string, err error, supported bool) {
+// when the server does not know CLIENT ID or the user may not run CLIENT
+// UNBLOCK (it is in @admin): the caller then blocks in steps instead.
+func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (p pop, err error, supported bool) {
 	conn := c.Conn()
 	defer conn.Close()
 	id, err := conn.ClientID(ctx).Result()
 	if err != nil {
 		var rerr redis.Error
 		if errors.As(err, &rerr) {
-			return "", nil, false // the server answered: it has no CLIENT ID
+			return pop{}, nil, false // the server answered: it has no CLIENT ID
 		}
-		return "", fmt.Errorf("wait on %v: %w", ks, err), true
+		return pop{}, fmt.Errorf("wait on %v: %w", ks, err), true
 	}
 	type reply struct {
 		res []string
@@ -516,8 +537,8 @@ func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeo
 	}()
 	select {
 	case r := <-done:
-		key, err := blpopResult(ks, r.res, r.err)
-		return key, err, true
+		p, err := blpopResult(ks, r.res, r.err)
+		return p, err, true
 	case <-ctx.Done():
 	}
 	bg := context.WithoutCancel(ctx)
@@ -530,9 +551,17 @@ func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeo
 	defer retry.Stop()
 unblock:
 	for {
-		_ = c.ClientUnblock(bg, id).Err()
+		if err := c.ClientUnblock(bg, id).Err(); err != nil {
+			var rerr redis.Error
+			if errors.As(err, &rerr) { // NOPERM: wait it out, once
+				supported = false
+				r = <-done
+				break unblock
+			}
+		}
 		select {
 		case r = <-done:
+			supported = true
 			break unblock
 		case <-retry.C:
 		}
@@ -541,7 +570,7 @@ unblock:
 		// Popped just before the unblock: give the token to someone else.
 		c.RPush(bg, r.res[0], r.res[1])
 	}
-	return "", ctx.Err(), true
+	return pop{}, ctx.Err(), supported
 }
 
 // blpop runs BLPOP with a millisecond timeout: go-redis' BLPop rounds it to
@@ -558,15 +587,15 @@ func blpop(ctx context.Context, c doer, ks []string, timeout time.Duration) ([]s
 	return c.Do(ctx, args...).StringSlice()
 }
 
-// blpopResult returns the key BLPOP popped from ("" if none).
-func blpopResult(ks []string, res []string, err error) (string, error) {
+// blpopResult returns what BLPOP popped (zero if nothing).
+func blpopResult(ks []string, res []string, err error) (pop, error) {
 	switch {
 	case err == nil && len(res) == 2:
-		return res[0], nil
+		return pop{res[0], res[1]}, nil
 	case err == nil || errors.Is(err, redis.Nil):
-		return "", nil
+		return pop{}, nil
 	}
-	return "", fmt.Errorf("wait on %v: %w", ks, err)
+	return pop{}, fmt.Errorf("wait on %v: %w", ks, err)
 }
 
 // maxBlock bounds one blocking command so that it ends before the client's

@@ -148,6 +148,8 @@ func TestCluster(t *testing.T) {
 		{"ExactlyOnceWithoutFaults", testExactlyOnceWithoutFaults},
 		{"QueuesOnEveryShard", testQueuesOnEveryShard},
 		{"NewQueueServedAtOnce", testNewQueueServedAtOnce},
+		{"NoWakeUpLost", testNoWakeUpLost},
+		{"WaitWithoutClientUnblock", testWaitWithoutClientUnblock},
 	} {
 		t.Run(sub.name, func(t *testing.T) {
 			c.flush()
@@ -196,6 +198,96 @@ func testQueuesOnEveryShard(t *testing.T, e *env) {
 			if wait := raw.StartedAt.Sub(raw.EnqueuedAt); wait > 500*time.Millisecond {
 				t.Errorf("task on %s started %v after its enqueue: the worker did not wake for it", q, wait)
 			}
+		}
+	}
+}
+
+// queuesOnShards returns n queue names spread over the cluster's shards.
+func queuesOnShards(t *testing.T, cc *redis.ClusterClient, n int) []string {
+	t.Helper()
+	var qs []string
+	perShard := map[string]int{}
+	for i := 0; len(qs) < n && i < 10000; i++ {
+		q := fmt.Sprintf("spread-q%d", i)
+		if s := shardOf(t, cc, q); perShard[s] < (n+2)/3 {
+			perShard[s]++
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
+// testNoWakeUpLost: a worker waiting on queues of every shard wakes for one
+// of them, and the tokens other waits popped meanwhile go back: each wait
+// consumes exactly one token.
+func testNoWakeUpLost(t *testing.T, e *env) {
+	cc := e.R.(*redis.ClusterClient)
+	qs := queuesOnShards(t, cc, 12)
+	wake := func(q string) string { return "{" + broker.DefaultPrefix + ":" + q + "}:wake" }
+	for round := range 100 {
+		for _, q := range qs {
+			if err := cc.Del(e.ctx, wake(q)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := cc.RPush(e.ctx, wake(q), "1").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ok, err := e.B.WaitReady(e.ctx, qs, 2*time.Second)
+		if err != nil || !ok {
+			t.Fatalf("round %d: WaitReady = %v, %v; want a wake-up", round, ok, err)
+		}
+		left := 0
+		for _, q := range qs {
+			n, err := cc.LLen(e.ctx, wake(q)).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			left += int(n)
+		}
+		if left != len(qs)-1 {
+			t.Fatalf("round %d: %d wake-up tokens left of %d; want exactly one consumed", round, left, len(qs))
+		}
+	}
+}
+
+// testWaitWithoutClientUnblock: a Redis user that may not run CLIENT
+// UNBLOCK (it is in @admin) still gets prompt wake-ups on a cluster, where
+// every multi-queue wait ends the other queues' waits.
+func testWaitWithoutClientUnblock(t *testing.T, e *env) {
+	cc := e.R.(*redis.ClusterClient)
+	err := cc.ForEachMaster(e.ctx, func(ctx context.Context, n *redis.Client) error {
+		return n.Do(ctx, "ACL", "SETUSER", "limited", "on", ">s3cret", "~*", "&*", "+@all", "-client|unblock").Err()
+	})
+	if err != nil {
+		t.Fatalf("create ACL user: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cc.ForEachMaster(context.Background(), func(ctx context.Context, n *redis.Client) error {
+			return n.Do(ctx, "ACL", "DELUSER", "limited").Err()
+		})
+	})
+	b, err := broker.OpenWith(e.URL, broker.Options{}, broker.ConnOptions{Username: "limited", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	qs := queuesOnShards(t, cc, 3)
+	const timeout = 2 * time.Second
+	for i := range 5 {
+		if err := cc.RPush(e.ctx, "{"+broker.DefaultPrefix+":"+qs[0]+"}:wake", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ok, err := b.WaitReady(e.ctx, qs, timeout)
+		took := time.Since(start)
+		if err != nil || !ok {
+			t.Fatalf("wait %d: WaitReady = %v, %v", i, ok, err)
+		}
+		// The first wait may find out the hard way (waiting out the other
+		// queues' BLPOPs); after that, it must not.
+		if i > 0 && took > timeout/2 {
+			t.Errorf("wait %d took %v with a token ready: the other queues' waits were not ended", i, took)
 		}
 	}
 }

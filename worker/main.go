@@ -153,7 +153,8 @@ Flags:
 	if !passwordSet {
 		c.RedisPassword = os.Getenv("GOTASKS_REDIS_PASSWORD")
 	}
-	if c.usesTLSFlags() && !hasScheme(c.RedisURL, "rediss") && !hasScheme(c.RedisURL, "rediss+cluster") && !hasScheme(c.RedisURL, "rediss+sentinel") {
+	// rediss://, rediss+cluster://, rediss-sentinel://, ...
+	if scheme, _, _ := strings.Cut(c.RedisURL, "://"); c.usesTLSFlags() && !strings.HasPrefix(strings.ToLower(scheme), "rediss") {
 		return c, fmt.Errorf("--tls-* flags need a rediss:// --redis-url, not %s", broker.RedactURL(c.RedisURL))
 	}
 	if c.TLSKey != "" && c.TLSCert == "" {

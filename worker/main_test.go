@@ -227,3 +227,20 @@ func TestRunConfigWithACL(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSFlagsWithEveryTLSScheme: --tls-* flags go with any rediss URL
+// (cluster and sentinel, either spelling) and with no plain one.
+func TestTLSFlagsWithEveryTLSScheme(t *testing.T) {
+	t.Setenv("GOTASKS_REDIS_URL", "")
+	for _, url := range []string{"rediss://h:6380/0", "rediss+cluster://n1,n2", "rediss-cluster://n1",
+		"rediss+sentinel://s1/m", "rediss-sentinel://s1/m"} {
+		if _, err := worker.ParseFlags("worker", []string{"--redis-url", url, "--tls-server-name", "x"}, &bytes.Buffer{}); err != nil {
+			t.Errorf("%s with --tls-server-name: %v", url, err)
+		}
+	}
+	for _, url := range []string{"redis://h/0", "redis+cluster://n1", "redis-sentinel://s1/m"} {
+		if _, err := worker.ParseFlags("worker", []string{"--redis-url", url, "--tls-server-name", "x"}, &bytes.Buffer{}); err == nil {
+			t.Errorf("%s with --tls-server-name: no error", url)
+		}
+	}
+}

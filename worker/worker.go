@@ -97,12 +97,22 @@ type Worker struct {
 }
 
 type job struct {
-	r          *task.RawResult
-	ctx        context.Context
-	cancel     context.CancelFunc
-	handedBack atomic.Bool
-	storing    atomic.Bool // the outcome is being written (which ends the lease)
+	r      *task.RawResult
+	ctx    context.Context
+	cancel context.CancelFunc
+	// phase is running, then either storing (the outcome is being
+	// written, which ends the lease) or handedBack (shutdown returned the
+	// task to its queue): one compare-and-swap decides which, so a task is
+	// never both stored and handed back.
+	phase atomic.Int32
 }
+
+// Phases of a job.
+const (
+	phaseRunning int32 = iota
+	phaseStoring
+	phaseHandedBack
+)
 
 type jobKey struct {
 	id      string
@@ -328,8 +338,9 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 }
 
 // wait blocks until a task may be ready on qs or PollInterval passes.
-// Serving every queue, it also wakes for a queue used for the first time,
-// and serves it at once rather than at the next refresh of the list.
+// Serving every queue, it may also be the one worker woken by a queue used
+// for the first time, and then serves it at once rather than at the next
+// refresh of the list (the other workers find it then).
 func (w *Worker) wait(ctx context.Context, qs []string) error {
 	if !w.allQueues() {
 		_, err := w.b.WaitReady(ctx, qs, w.opts.PollInterval)
@@ -418,11 +429,10 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 		}
 		task.Execute(j.ctx, r)
 	}
-	if j.handedBack.Load() {
+	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		log().Info("task handed back to its queue at shutdown", "duration", time.Since(start))
 		return
 	}
-	j.storing.Store(true)
 	if err := w.store(ctx, r); err != nil {
 		if errors.Is(err, broker.ErrLeaseLost) {
 			log().Warn("task finished after its lease was lost; outcome discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
@@ -547,7 +557,7 @@ func (w *Worker) renewLoop(ctx context.Context) {
 			}
 			for _, r := range lost {
 				j := jobs[slices.Index(rs, r)]
-				if j.storing.Load() {
+				if j.phase.Load() == phaseStoring {
 					continue // it just released the lease itself
 				}
 				w.log.Warn("worker: lost the lease of a running task; cancelling it", "id", r.ID, "task", r.TaskName, "attempt", r.Attempts)
@@ -573,10 +583,15 @@ func (w *Worker) handBack() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for q, jobs := range w.byQueue() {
-		rs := make([]*task.RawResult, len(jobs))
-		for i, j := range jobs {
-			j.handedBack.Store(true)
-			rs[i] = j.r
+		var rs []*task.RawResult
+		for _, j := range jobs {
+			// A task whose outcome is being written is left to finish.
+			if j.phase.CompareAndSwap(phaseRunning, phaseHandedBack) {
+				rs = append(rs, j.r)
+			}
+		}
+		if len(rs) == 0 {
+			continue
 		}
 		n, err := w.b.Requeue(ctx, q, rs)
 		if err != nil {
