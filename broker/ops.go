@@ -180,33 +180,27 @@ func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
 	for i, r := range rs {
 		calls[i], errs[i] = b.storeCall(r)
 	}
-	if len(rs) == 1 {
-		if errs[0] == nil {
-			cmds[0] = b.run(ctx, calls[0].script, calls[0].keys, calls[0].args...)
-		}
-	} else {
-		if err := b.loadScripts(ctx, finishScript, retryScript); err != nil {
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = fmt.Errorf("%s %s: %w", calls[i].op, rs[i].ID, err)
-				}
-			}
-			return errs
-		}
-		pipe := b.rdb.Pipeline()
-		for i, c := range calls {
+	if err := b.loadScripts(ctx, finishScript, retryScript); err != nil {
+		for i := range errs {
 			if errs[i] == nil {
-				cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+				errs[i] = fmt.Errorf("%s %s: %w", calls[i].op, rs[i].ID, err)
 			}
 		}
-		_, _ = pipe.Exec(ctx) // errors are read per command below
-		for i, c := range cmds {
-			if c != nil && c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
-				// Redis lost its script cache (a restart): the script did not
-				// run, so running it again (EVAL) is safe.
-				b.forgetScripts()
-				cmds[i] = b.run(ctx, calls[i].script, calls[i].keys, calls[i].args...)
-			}
+		return errs
+	}
+	pipe := b.rdb.Pipeline()
+	for i, c := range calls {
+		if errs[i] == nil {
+			cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	for i, c := range cmds {
+		if c != nil && c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
+			// Redis lost its script cache (a restart): the script did not
+			// run, so running it again (EVAL) is safe.
+			b.forgetScripts()
+			cmds[i] = b.run(ctx, calls[i].script, calls[i].keys, calls[i].args...)
 		}
 	}
 	for i, c := range cmds {
