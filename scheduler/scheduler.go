@@ -1,11 +1,13 @@
 // Package scheduler moves deferred tasks to their queue when their
-// run_after comes, and returns tasks whose worker stopped renewing their
-// lease. It runs inside every worker process (both jobs are idempotent, so
-// any number may run at once) and can also run alone.
+// run_after comes, returns tasks whose worker stopped renewing their lease,
+// and enqueues periodic tasks (Periodic) at their cron ticks. It runs inside
+// every worker process (all three jobs are safe to run in any number of
+// processes at once) and can also run alone.
 package scheduler
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"slices"
@@ -29,15 +31,36 @@ type Options struct {
 	// RefreshInterval is how often the queue list is reloaded when Queues is
 	// empty. Default 5s.
 	RefreshInterval time.Duration
+	// Entries are the periodic tasks to enqueue; nil: every entry
+	// registered with Periodic.
+	Entries []*Entry
+	// NoPeriodic turns off periodic tasks in this scheduler.
+	NoPeriodic bool
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+
+	// clock is replaced in tests to drive periodic ticks; nil: real time.
+	clock clock
 }
+
+// clock is the time source of periodic entries.
+type clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Scheduler promotes deferred tasks and requeues expired leases.
 type Scheduler struct {
-	b    *broker.Redis
-	opts Options
-	log  *slog.Logger
+	b     *broker.Redis
+	opts  Options
+	log   *slog.Logger
+	clock clock
+	id    string // marks the periodic ticks this scheduler claims
 }
 
 // batch bounds the work of one script call, so Redis is never blocked long.
@@ -54,13 +77,31 @@ func New(b *broker.Redis, opts Options) *Scheduler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Scheduler{b: b, opts: opts, log: opts.Logger}
+	s := &Scheduler{b: b, opts: opts, log: opts.Logger, clock: opts.clock, id: rand.Text()}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	return s
 }
 
-// Run serves the queues until ctx is done, and returns nil then.
+// Run serves the queues and the periodic entries until ctx is done, and
+// returns nil then.
 func (s *Scheduler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if !s.opts.NoPeriodic {
+		entries := s.opts.Entries
+		if entries == nil {
+			entries = Entries()
+		}
+		for _, e := range entries {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.runEntry(ctx, e)
+			}()
+		}
+	}
 	started := map[string]bool{}
 	start := func(q string) {
 		if started[q] {
