@@ -142,6 +142,12 @@ func TestEntryNext(t *testing.T) {
 		{"0 9 * * *", []scheduler.PeriodicOption{scheduler.In(berlin)}, "2030-03-29T12:00:00Z", "2030-03-30T08:00:00Z"},
 		{"0 9 * * *", []scheduler.PeriodicOption{scheduler.In(berlin)}, "2030-03-30T08:00:00Z", "2030-03-31T07:00:00Z"},
 		{"CRON_TZ=Europe/Berlin 0 9 * * *", nil, "2030-03-30T08:00:00Z", "2030-03-31T07:00:00Z"},
+		// The parser's behaviour in the hours DST skips or repeats: 02:30
+		// does not exist on 2030-03-31, so that day has no tick; on
+		// 2030-10-27 it happens twice, and so does the tick.
+		{"CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2030-03-30T12:00:00Z", "2030-04-01T00:30:00Z"},
+		{"CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2030-10-26T12:00:00Z", "2030-10-27T00:30:00Z"},
+		{"CRON_TZ=Europe/Berlin 30 2 * * *", nil, "2030-10-27T00:30:00Z", "2030-10-27T01:30:00Z"},
 		{"TZ=America/New_York @daily", nil, "2030-01-01T12:00:00Z", "2030-01-02T05:00:00Z"},
 		{"*/15 * * * *", nil, "2030-01-01T10:07:30Z", "2030-01-01T10:15:00Z"},
 		// The same ticks whenever the scheduler asks.
@@ -287,6 +293,28 @@ func TestPeriodicNoBurst(t *testing.T) {
 	// The 15:05 tick is found 2 minutes late: skipped.
 	step(at(15, 7, 0), at(15, 10, 0), 2)
 	step(at(15, 10, 0), at(15, 15, 0), 3)
+}
+
+// TestPeriodicRedisError: a tick whose claim fails is retried until Redis
+// answers, and enqueued once.
+func TestPeriodicRedisError(t *testing.T) {
+	env := gotaskstest.New(t)
+	tick := time.Date(2030, 1, 2, 3, 5, 0, 0, time.UTC)
+	clk := newFakeClock(tick.Add(-30 * time.Second))
+	var logs logBuffer
+	runScheduler(t, scheduler.New(env.Broker, scheduler.WithClock(scheduler.Options{
+		Queues: []string{"periodic"}, Entries: []*scheduler.Entry{mustEntry(t, "0 * * * *")},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	}, clk)))
+	waitFor(t, "the scheduler to wait for the tick", 5*time.Second, func() bool { return clk.sleepers(tick.Add(55*time.Minute)) == 1 })
+	env.Redis.SetError("LOADING Redis is loading")
+	clk.Set(tick.Add(55 * time.Minute))
+	waitFor(t, "a failed claim", 5*time.Second, func() bool { return logs.count("periodic tick failed, retrying") > 0 })
+	env.Redis.SetError("")
+	waitFor(t, "the scheduler to wait for the next tick", 5*time.Second, func() bool { return clk.sleepers(tick.Add(115*time.Minute)) == 1 })
+	if n := pending(t, env); n != 1 {
+		t.Errorf("%d tasks, want 1", n)
+	}
 }
 
 var e2eRuns atomic.Int64
