@@ -5,13 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/redistest"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -26,136 +22,19 @@ import (
 // with 0 at once, so it can only show the error path (see
 // TestWaitReplicasWithoutReplicas).
 
-// replServer is a redis-server process owned by one test.
-type replServer struct {
-	t    *testing.T
-	Port int
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// replRedisBin returns the redis-server to run: $REDIS_SERVER, else the one
-// in $PATH. It skips the test when there is none, except in CI (CI set),
-// where that is a failure.
-func replRedisBin(t *testing.T) string {
-	t.Helper()
-	name := "redis-server"
-	if p, ok := os.LookupEnv("REDIS_SERVER"); ok {
-		name = p
-	}
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	msg := "redis-server not found ($REDIS_SERVER or $PATH): these tests need a real Redis with replicas; install redis-server to run them"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + " [CI is set, so this is a failure, not a skip]")
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // startReplServer starts a redis-server with args on a free port, in a temp
-// dir, and kills it at cleanup.
-func startReplServer(t *testing.T, args ...string) *replServer {
+// dir, and kills it at cleanup (internal/redistest; its defaults include no
+// diskless-sync delay: by default a master waits 5s for more replicas
+// before it sends the first one its data). Without redis-server the test
+// skips, or fails in CI.
+func startReplServer(t *testing.T, args ...string) *redistest.Server {
 	t.Helper()
-	bin := replRedisBin(t)
-	s := &replServer{t: t, dir: t.TempDir()}
-	logPath := filepath.Join(s.dir, "redis.log")
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("redis-server on port %d log:\n%s", s.Port, b)
-		}
-	})
-	var err error
-	for try := 0; try < 5; try++ { // a free port can be taken before we bind it
-		var l net.Listener
-		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			continue
-		}
-		s.Port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if err = s.start(bin, logPath, args); err == nil {
-			return s
-		}
-	}
-	t.Fatalf("start redis-server: %v", err)
-	return nil
+	return redistest.Start(t, args...)
 }
 
-func (s *replServer) start(bin, logPath string, args []string) error {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	// No diskless-sync delay: by default a master waits 5s for more
-	// replicas before it sends the first one its data.
-	all := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--loglevel", "warning"}, args...)
-	cmd := exec.Command(bin, all...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	c := s.client()
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-s.done:
-			return fmt.Errorf("redis-server on port %d exited at start", s.Port)
-		default:
-		}
-		if c.Ping(context.Background()).Err() == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("redis-server on port %d does not answer PING", s.Port)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (s *replServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
-
-func (s *replServer) client() *redis.Client {
+// clientOf is a client of s that does not retry, closed by the caller.
+func clientOf(s *redistest.Server) *redis.Client {
 	return redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-}
-
-func (s *replServer) kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a stopped process dies only once continued
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
-
-// pause stops the process (SIGSTOP): its connections stay open, it
-// answers nothing. resume continues it.
-func (s *replServer) pause() {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		s.t.Fatal(err)
-	}
-}
-
-func (s *replServer) resume() {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		s.t.Fatal(err)
-	}
 }
 
 // waitFor polls cond every 10ms until it holds, failing t after timeout.
@@ -175,9 +54,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 }
 
 // waitInSync waits until the replica has finished its first sync.
-func waitInSync(t *testing.T, replica *replServer) {
+func waitInSync(t *testing.T, replica *redistest.Server) {
 	t.Helper()
-	c := replica.client()
+	c := clientOf(replica)
 	defer c.Close()
 	waitFor(t, 20*time.Second, "the replica on port "+strconv.Itoa(replica.Port)+" is in sync", func() (bool, string) {
 		info, err := c.Info(context.Background(), "replication").Result()
@@ -186,7 +65,7 @@ func waitInSync(t *testing.T, replica *replServer) {
 }
 
 // masterWithReplica starts a master and one replica of it, in sync.
-func masterWithReplica(t *testing.T) (master, replica *replServer) {
+func masterWithReplica(t *testing.T) (master, replica *redistest.Server) {
 	t.Helper()
 	master = startReplServer(t)
 	replica = startReplServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
@@ -194,7 +73,7 @@ func masterWithReplica(t *testing.T) (master, replica *replServer) {
 	return master, replica
 }
 
-func openOn(t *testing.T, s *replServer, opts broker.Options) *broker.Redis {
+func openOn(t *testing.T, s *redistest.Server, opts broker.Options) *broker.Redis {
 	t.Helper()
 	b, err := broker.Open("redis://"+s.Addr()+"/0", opts)
 	if err != nil {
@@ -217,7 +96,7 @@ func hasTask(ctx context.Context, c redis.Cmdable, msg *task.Message) (bool, err
 func TestWaitReplicasConfirmed(t *testing.T) {
 	master, replica := masterWithReplica(t)
 	ctx := context.Background()
-	rc := replica.client()
+	rc := clientOf(replica)
 	defer rc.Close()
 	check := func(b *broker.Redis, n int, label string) (missing, total int) {
 		for i := range n {
@@ -266,7 +145,7 @@ func TestWaitReplicasStoppedReplica(t *testing.T) {
 		t.Fatalf("with the replica up: %v", err)
 	}
 
-	replica.pause()
+	replica.Pause()
 	msg := newMsg(t, "brokertest.wait", "default", 0, 1)
 	began := time.Now()
 	err := b.Enqueue(ctx, msg)
@@ -291,8 +170,8 @@ func TestWaitReplicasStoppedReplica(t *testing.T) {
 		t.Fatalf("without WaitReplicas, with the replica stopped: %v", err)
 	}
 
-	replica.resume()
-	rc := replica.client()
+	replica.Resume()
+	rc := clientOf(replica)
 	defer rc.Close()
 	waitFor(t, 10*time.Second, "the replica has the tasks stored while it was stopped", func() (bool, string) {
 		for _, m := range append(batch, msg) {
@@ -307,7 +186,7 @@ func TestWaitReplicasStoppedReplica(t *testing.T) {
 	}
 
 	// A master whose replica is gone cannot confirm anything either.
-	replica.kill()
+	replica.Kill()
 	if err := b.Enqueue(ctx, newMsg(t, "brokertest.wait", "default", 0, 6)); !errors.Is(err, broker.ErrNotReplicated) {
 		t.Fatalf("with the replica killed: err %v; want ErrNotReplicated", err)
 	}
@@ -343,7 +222,7 @@ func TestWaitReplicasCluster(t *testing.T) {
 		return []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
 	}
 	a, bNode, rep := startReplServer(t, clusterArgs()...), startReplServer(t, clusterArgs()...), startReplServer(t, clusterArgs()...)
-	ca, cb, cr := a.client(), bNode.client(), rep.client()
+	ca, cb, cr := clientOf(a), clientOf(bNode), clientOf(rep)
 	defer ca.Close()
 	defer cb.Close()
 	defer cr.Close()
@@ -425,8 +304,8 @@ func TestWaitReplicasCluster(t *testing.T) {
 			t.Fatalf("task on %s of that batch: %v, %v; want it stored", m.Queue, r, err)
 		}
 	}
-	rep.pause()
-	defer rep.resume()
+	rep.Pause()
+	defer rep.Resume()
 	if err := b.Enqueue(ctx, newMsg(t, "brokertest.wait", qa, 0, 102)); !errors.Is(err, broker.ErrNotReplicated) {
 		t.Fatalf("with the replica stopped: err %v; want ErrNotReplicated", err)
 	}

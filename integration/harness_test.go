@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +18,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/redistest"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -39,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	redisServerBin = findRedisServer()
+	redisServerBin = redistest.Bin()
 	if redisServerBin == "" && os.Getenv("CI") == "" {
 		// Every test skips (requireRedis says why); no need to build.
 		return m.Run()
@@ -58,40 +57,9 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// findRedisServer returns $REDIS_SERVER if it is set, else redis-server from
-// $PATH (or the usual places outside it); "" when there is none.
-func findRedisServer() string {
-	if p, ok := os.LookupEnv("REDIS_SERVER"); ok {
-		// Set: exactly this one (or none, if it is not there).
-		if p, err := exec.LookPath(p); err == nil {
-			return p
-		}
-		return ""
-	}
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"} {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-	}
-	return ""
-}
-
 // requireRedis skips the test when there is no redis-server, except in CI
 // (CI set), where that is a failure: CI must never pass by skipping.
-func requireRedis(t *testing.T) {
-	t.Helper()
-	if redisServerBin != "" {
-		return
-	}
-	const msg = "redis-server not found (in $REDIS_SERVER, $PATH, /usr/bin, /usr/local/bin): the integration tests need a real Redis; install it (apt-get install redis-server, brew install redis) to run them"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + " [CI is set, so this is a failure, not a skip]")
-	}
-	t.Skip(msg)
-}
+func requireRedis(t *testing.T) { t.Helper(); redistest.Require(t) }
 
 // buildWorker builds cmd/worker into out, with -race when this test binary
 // has it (so that races in the worker fail the tests too), unless
@@ -143,18 +111,9 @@ func moduleRoot(goBin string) (string, error) {
 // ---------------------------------------------------------------------------
 // redis-server
 
-// redisServer is a redis-server process owned by one test.
-type redisServer struct {
-	t     *testing.T
-	Port  int
-	dir   string
-	log   string   // path of its stdout+stderr
-	extra []string // more redis-server arguments; later ones win
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+// redisServer is a redis-server process owned by one test (see
+// internal/redistest: Port, Addr, URL, Kill, Start, Restart, Pause, Resume).
+type redisServer struct{ *redistest.Server }
 
 // startRedis starts a redis-server on a free port and stops it at cleanup.
 func startRedis(t *testing.T) *redisServer { t.Helper(); return startRedisWith(t) }
@@ -163,131 +122,11 @@ func startRedis(t *testing.T) *redisServer { t.Helper(); return startRedisWith(t
 // override the defaults (for example "--appendonly", "yes").
 func startRedisWith(t *testing.T, extra ...string) *redisServer {
 	t.Helper()
-	requireRedis(t)
-	s := &redisServer{t: t, dir: t.TempDir(), extra: extra}
-	s.log = filepath.Join(s.dir, "redis.log")
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			t.Logf("redis-server log:\n%s", tail(b, 4000))
-		}
-	})
-	var err error
-	for try := 0; try < 5; try++ { // a free port can be taken before we bind it
-		s.Port, err = freePort()
-		if err != nil {
-			continue
-		}
-		if err = s.start(); err == nil {
-			return s
-		}
-	}
-	t.Fatalf("start redis-server: %v", err)
-	return nil
+	return &redisServer{redistest.Start(t, extra...)}
 }
 
-// URL is the redis:// URL of the server, db 0.
-func (s *redisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
-
-func (s *redisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
-
-func (s *redisServer) start() error {
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	args := append([]string{
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "", "--appendonly", "no",
-		"--daemonize", "no", "--loglevel", "warning"}, s.extra...)
-	cmd := exec.Command(redisServerBin, args...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer client.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			b, _ := os.ReadFile(s.log)
-			return fmt.Errorf("redis-server on port %d exited at start:\n%s", s.Port, tail(b, 2000))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := client.Ping(ctx).Err() // answers LOADING until an append-only file is read
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return fmt.Errorf("redis-server on port %d does not answer PING: %v", s.Port, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// stop kills the server (SIGKILL: its data is not meant to survive) and
-// waits for it.
-func (s *redisServer) stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-// Restart stops the server and starts it again on the same port and
-// directory: empty, unless it was started with an append-only file.
-func (s *redisServer) Restart() {
-	s.t.Helper()
-	s.Kill()
-	s.Start()
-}
-
-// Kill SIGKILLs the server (no shutdown, no final fsync) and waits for it.
-func (s *redisServer) Kill() { s.stop() }
-
-// Start starts a killed server again on the same port and directory.
-func (s *redisServer) Start() {
-	s.t.Helper()
-	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) { // the port may linger for a moment
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("restart redis-server on port %d: %v", s.Port, err)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// stop is Kill.
+func (s *redisServer) stop() { s.Kill() }
 
 // ---------------------------------------------------------------------------
 // the producer

@@ -15,11 +15,8 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/redistest"
 	"github.com/gotasks/gotasks/serializer"
 	"github.com/gotasks/gotasks/task"
 )
@@ -405,117 +403,29 @@ func (p testPKI) clientTLS(withCert bool) (*tls.Config, error) {
 	return c, nil
 }
 
-// tlsServer is a redis-server that only listens with TLS and requires
-// client certificates.
-type tlsServer struct {
-	Port int
-	dir  string
-	log  string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (s *tlsServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
-
 // startTLSRedis starts redis-server with --port 0 and --tls-port on a free
-// port, with pki's server certificate, verifying clients against pki's CA.
+// port, with pki's server certificate, verifying clients against pki's CA,
+// and waits until it answers PING over TLS with pki's client certificate.
 // A redis-server built without TLS skips the test (fails it in CI).
-func startTLSRedis(t *testing.T, pki testPKI) *tlsServer {
+func startTLSRedis(t *testing.T, pki testPKI) *redistest.Server {
 	t.Helper()
-	requireRedis(t)
-	s := &tlsServer{dir: t.TempDir()}
-	s.log = filepath.Join(s.dir, "redis.log")
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			t.Logf("redis-server (TLS) log:\n%s", tail(b, 4000))
-		}
-	})
-	var err error
-	for try := 0; try < 5; try++ {
-		if s.Port, err = freePort(); err != nil {
-			continue
-		}
-		if err = s.start(pki); err == nil {
-			return s
-		}
-		var unsupported tlsUnsupportedError
-		if errors.As(err, &unsupported) {
-			msg := "redis-server " + redisServerBin + " has no TLS support (" + unsupported.detail + "); the TLS test needs one built with BUILD_TLS=yes (Debian's and Homebrew's are)"
-			if os.Getenv("CI") != "" {
-				t.Fatal(msg + " [CI is set, so this is a failure, not a skip]")
-			}
-			t.Skip(msg)
-		}
-	}
-	t.Fatalf("start redis-server with TLS: %v", err)
-	return nil
-}
-
-type tlsUnsupportedError struct{ detail string }
-
-func (e tlsUnsupportedError) Error() string { return "no TLS support: " + e.detail }
-
-func (s *tlsServer) start(pki testPKI) error {
+	redistest.Require(t)
 	clientTLS, err := pki.clientTLS(true)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(redisServerBin,
-		"--port", "0", "--tls-port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--tls-cert-file", pki.ServerCert, "--tls-key-file", pki.ServerKey,
-		"--tls-ca-cert-file", pki.CA, "--tls-auth-clients", "yes",
-		"--dir", s.dir, "--save", "", "--appendonly", "no",
-		"--daemonize", "no", "--loglevel", "warning")
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	client := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		Addr: s.Addr(), TLSConfig: clientTLS, MaxRetries: -1, DialTimeout: 500 * time.Millisecond,
+	return redistest.StartWith(t, redistest.Config{
+		Name: "redis-server (TLS)",
+		TLS:  clientTLS,
+		Args: []string{
+			"--tls-cert-file", pki.ServerCert, "--tls-key-file", pki.ServerKey,
+			"--tls-ca-cert-file", pki.CA, "--tls-auth-clients", "yes",
+		},
+		Unsupported: func(log []byte) (string, bool) {
+			line, ok := tlsUnsupported(log)
+			return "redis-server " + redistest.Bin() + " has no TLS support (" + line + "); the TLS test needs one built with BUILD_TLS=yes (Debian's and Homebrew's are)", ok
+		},
 	})
-	defer client.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			b, _ := os.ReadFile(s.log)
-			if line, ok := tlsUnsupported(b); ok {
-				return tlsUnsupportedError{line}
-			}
-			return fmt.Errorf("redis-server (TLS) on port %d exited at start:\n%s", s.Port, tail(b, 2000))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := client.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return fmt.Errorf("redis-server (TLS) on port %d does not answer PING: %v", s.Port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // tlsUnsupported tells from a redis-server log whether it exited because
@@ -537,18 +447,6 @@ func tlsUnsupported(log []byte) (string, bool) {
 		prev = l
 	}
 	return "", false
-}
-
-func (s *tlsServer) stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
 }
 
 // tlsPing makes a TLS connection to addr with crypto/tls (with or without

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/redistest"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -30,110 +28,28 @@ import (
 
 const sentinelMasterName = "mymaster"
 
-// sentinelProc is a redis-server --sentinel process owned by one test.
-type sentinelProc struct {
-	Port int
-	dir  string
-	conf string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startSentinel starts a sentinel watching the master on masterPort; it is
-// killed at cleanup, and its log printed if the test failed.
-func startSentinel(t *testing.T, masterPort int) *sentinelProc {
+// startSentinel starts a sentinel (redis-server <conf> --sentinel) watching
+// the master on masterPort; it is killed at cleanup, and its log printed if
+// the test failed.
+func startSentinel(t *testing.T, masterPort int) *redistest.Server {
 	t.Helper()
-	requireRedis(t)
-	s := &sentinelProc{dir: t.TempDir()}
-	s.conf = filepath.Join(s.dir, "sentinel.conf")
-	s.log = filepath.Join(s.dir, "sentinel.log")
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			t.Logf("sentinel on port %d log:\n%s", s.Port, tail(b, 4000))
-		}
-	})
-	var err error
-	for try := 0; try < 5; try++ { // a free port can be taken before we bind it
-		if s.Port, err = freePort(); err != nil {
-			continue
-		}
-		if err = s.start(masterPort); err == nil {
-			return s
-		}
-	}
-	t.Fatalf("start sentinel: %v", err)
-	return nil
-}
-
-func (s *sentinelProc) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
-
-func (s *sentinelProc) start(masterPort int) error {
-	// A down-after of 1s keeps the test short; the sentinel rewrites this
-	// file (its state, the other sentinels, the new master), so it lives in
-	// a writable temp dir.
-	conf := fmt.Sprintf(`port %d
+	return redistest.StartWith(t, redistest.Config{
+		Name: "sentinel",
+		Args: []string{"--sentinel"},
+		// A down-after of 1s keeps the test short; the sentinel rewrites
+		// this file (its state, the other sentinels, the new master), so it
+		// lives in its writable temp dir.
+		Conf: func(port int, dir string) string {
+			return fmt.Sprintf(`port %d
 bind 127.0.0.1
 dir %s
 sentinel monitor %s 127.0.0.1 %d 2
 sentinel down-after-milliseconds %[3]s 1000
 sentinel failover-timeout %[3]s 5000
 sentinel parallel-syncs %[3]s 1
-`, s.Port, s.dir, sentinelMasterName, masterPort)
-	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(redisServerBin, s.conf, "--sentinel")
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
-
-	c := redis.NewSentinelClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-done:
-			b, _ := os.ReadFile(s.log)
-			return fmt.Errorf("sentinel on port %d exited at start:\n%s", s.Port, tail(b, 2000))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return fmt.Errorf("sentinel on port %d does not answer PING: %v", s.Port, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (s *sentinelProc) stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
+`, port, dir, sentinelMasterName, masterPort)
+		},
+	})
 }
 
 // sentinelSetup is a master with replicas, watched by three sentinels.
@@ -141,7 +57,7 @@ type sentinelSetup struct {
 	t         *testing.T
 	Master    *redisServer
 	Replicas  []*redisServer
-	Sentinels []*sentinelProc
+	Sentinels []*redistest.Server
 	clients   []*redis.SentinelClient
 }
 
