@@ -426,7 +426,7 @@ func runSentinelFailover(t *testing.T, cfg failoverRun) failoverOutcome {
 		}
 	}
 
-	results := resultsOrAbsent(t, e.client(), ackedIDs)
+	results := readResults(t, e.client(), ackedIDs, true)
 	bad := 0
 	report := func(format string, args ...any) {
 		t.Helper()
@@ -505,32 +505,4 @@ func runSentinelFailover(t *testing.T, cfg failoverRun) failoverOutcome {
 	t.Logf("failover to port %d: %d enqueues in all (%d refused before the kill); attempts per completed task %v; %d lost tasks had run before the kill; %d enqueues not acknowledged were stored and ran anyway; %d execution records; last producer error %q",
 		newMaster, len(all), refusedBefore, attempts, lostRan, otherRan, len(execs), lastErr)
 	return o
-}
-
-// resultsOrAbsent is env.results for tasks that may be gone: a nil entry
-// for an id the backend does not know.
-func resultsOrAbsent(t *testing.T, b *broker.Redis, ids []string) []*task.RawResult {
-	t.Helper()
-	out := make([]*task.RawResult, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r, err := b.GetResult(context.Background(), id)
-			if errors.Is(err, task.ErrResultNotFound) {
-				return
-			}
-			out[i], errs[i] = r, err
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("GetResult: %v", firstLines(err.Error(), 5))
-	}
-	return out
 }
