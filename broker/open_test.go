@@ -2,15 +2,9 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/redistest"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -132,7 +127,7 @@ func TestOpenURLForms(t *testing.T) {
 		o.TLSConfig.InsecureSkipVerify || o.TLSConfig.RootCAs != nil || o.Password != "s3cret" || o.DialTimeout != 2*time.Second {
 		t.Errorf("rediss://: tls %+v, password %q, dial timeout %v", o.TLSConfig, o.Password, o.DialTimeout)
 	}
-	pki := newPKI(t, "a")
+	pki := redistest.NewPKI(t, "a")
 	o = clientOptions(t, "rediss://h:6380/0?tls_ca="+pki.CA+"&tls_cert="+pki.ClientCert+"&tls_key="+pki.ClientKey+
 		"&tls_server_name=redis.internal&skip_verify=true&pool_size=7", broker.ConnOptions{})
 	if c := o.TLSConfig; c == nil || c.ServerName != "redis.internal" || !c.InsecureSkipVerify || c.RootCAs == nil ||
@@ -165,7 +160,7 @@ func TestOpenOverrides(t *testing.T) {
 	}
 
 	// TLS files: the option's, not the URL's (which does not even exist).
-	pki := newPKI(t, "a")
+	pki := redistest.NewPKI(t, "a")
 	o = clientOptions(t, "rediss://h/0?tls_ca=/nonexistent/ca.pem&tls_server_name=from-url&tls_cert=/nonexistent/c.pem",
 		broker.ConnOptions{CAFile: pki.CA, ServerName: "from-options", CertFile: pki.ClientCert, KeyFile: pki.ClientKey})
 	if c := o.TLSConfig; c.ServerName != "from-options" || c.RootCAs == nil || len(c.Certificates) != 1 {
@@ -208,7 +203,7 @@ func TestOpenOverrides(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, "a")
+	pki := redistest.NewPKI(t, "a")
 	garbage := filepath.Join(dir, "garbage.pem")
 	writeFile(t, garbage, []byte("not a certificate\n"))
 	const pw = "s3cret"
@@ -223,7 +218,7 @@ func TestOpenErrors(t *testing.T) {
 		{"missing CA file in the URL", url + "?tls_ca=" + filepath.Join(dir, "nope.pem"), broker.ConnOptions{}, "nope.pem: no such file"},
 		{"CA file without a certificate", url, broker.ConnOptions{CAFile: garbage}, "no PEM certificate"},
 		{"bad key", url, broker.ConnOptions{CertFile: pki.ClientCert, KeyFile: garbage}, "garbage.pem"},
-		{"key of another certificate", url, broker.ConnOptions{CertFile: pki.ClientCert, KeyFile: newPKI(t, "b").ClientKey}, "private key does not match"},
+		{"key of another certificate", url, broker.ConnOptions{CertFile: pki.ClientCert, KeyFile: redistest.NewPKI(t, "b").ClientKey}, "private key does not match"},
 		{"missing key", url, broker.ConnOptions{CertFile: pki.ClientCert, KeyFile: filepath.Join(dir, "nokey.pem")}, "nokey.pem"},
 		{"certificate without its key", url, broker.ConnOptions{CertFile: pki.ClientCert}, "client certificate"},
 		{"key without a certificate", url, broker.ConnOptions{KeyFile: pki.ClientKey}, "needs a certificate"},
@@ -306,7 +301,7 @@ func TestOpenACL(t *testing.T) {
 // TestOpenTLS: rediss:// against a miniredis that requires client
 // certificates (the integration tests do it against redis-server).
 func TestOpenTLS(t *testing.T) {
-	pki, other := newPKI(t, "a"), newPKI(t, "b")
+	pki, other := redistest.NewPKI(t, "a"), redistest.NewPKI(t, "b")
 	serverPair, err := tls.LoadX509KeyPair(pki.ServerCert, pki.ServerKey)
 	if err != nil {
 		t.Fatal(err)
@@ -387,73 +382,6 @@ func roundTrip(t *testing.T, ctx context.Context, b *broker.Redis) {
 	}
 }
 
-// pki is a test CA with a server certificate for 127.0.0.1 and localhost,
-// and a client certificate, as PEM files.
-type pki struct {
-	CA, ServerCert, ServerKey, ClientCert, ClientKey string
-}
-
-func newPKI(t *testing.T, name string) pki {
-	t.Helper()
-	dir := t.TempDir()
-	p := pki{CA: filepath.Join(dir, "ca.pem"), ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server.key"),
-		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client.key")}
-	now := time.Now()
-	caKey := newKey(t)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gotasks test CA " + name},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, p.CA, "CERTIFICATE", caDER)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) {
-		key := newKey(t)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, certPath, "CERTIFICATE", der)
-		kder, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, keyPath, "EC PRIVATE KEY", kder)
-	}
-	leaf(2, "redis server", x509.ExtKeyUsageServerAuth, p.ServerCert, p.ServerKey)
-	leaf(3, "gotasks client", x509.ExtKeyUsageClientAuth, p.ClientCert, p.ClientKey)
-	return p
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	writeFile(t, path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
-}
-
 func writeFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -505,7 +433,7 @@ func TestOpenClusterURL(t *testing.T) {
 			o.Username, o.Password, o.PoolSize, o.ReadTimeout, o.ContextTimeoutEnabled, o.TLSConfig)
 	}
 
-	pki := newPKI(t, "a")
+	pki := redistest.NewPKI(t, "a")
 	c, err = broker.NewClient("rediss+cluster://n1:7000,n2:7001/0?tls_ca="+pki.CA, broker.ConnOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -3,16 +3,9 @@ package integration
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,7 +32,7 @@ import (
 // process get through with the CA and the client certificate; without the
 // client certificate, or with another CA, they do not.
 func TestTLS(t *testing.T) {
-	pki, other := newTestPKI(t, "a"), newTestPKI(t, "b")
+	pki, other := redistest.NewPKI(t, "a"), redistest.NewPKI(t, "b")
 	srv := startTLSRedis(t, pki)
 	url := fmt.Sprintf("rediss://127.0.0.1:%d/0", srv.Port)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -312,105 +305,14 @@ func TestOnlyRegisteredTasksRun(t *testing.T) {
 // ---------------------------------------------------------------------------
 // TLS helpers
 
-// testPKI is a CA with a server certificate for 127.0.0.1, ::1 and
-// localhost and a client certificate, as PEM files (ECDSA P-256).
-type testPKI struct {
-	CA, ServerCert, ServerKey, ClientCert, ClientKey string
-}
-
-func newTestPKI(t *testing.T, name string) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	p := testPKI{
-		CA:         filepath.Join(dir, "ca.pem"),
-		ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server.key"),
-		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client.key"),
-	}
-	now := time.Now()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	writePEM := func(path, typ string, der []byte) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gotasks test CA " + name},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(p.CA, "CERTIFICATE", caDER)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) {
-		key := newKey()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.DNSNames = []string{"localhost"}
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(certPath, "CERTIFICATE", der)
-		kder, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(keyPath, "EC PRIVATE KEY", kder)
-	}
-	leaf(2, "redis-server "+name, x509.ExtKeyUsageServerAuth, p.ServerCert, p.ServerKey)
-	leaf(3, "gotasks client "+name, x509.ExtKeyUsageClientAuth, p.ClientCert, p.ClientKey)
-	return p
-}
-
-// clientTLS is a client configuration trusting p's CA, with p's client
-// certificate or none.
-func (p testPKI) clientTLS(withCert bool) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	b, err := os.ReadFile(p.CA)
-	if err != nil {
-		return nil, err
-	}
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("no certificate in %s", p.CA)
-	}
-	c := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	if withCert {
-		pair, err := tls.LoadX509KeyPair(p.ClientCert, p.ClientKey)
-		if err != nil {
-			return nil, err
-		}
-		c.Certificates = []tls.Certificate{pair}
-	}
-	return c, nil
-}
-
 // startTLSRedis starts redis-server with --port 0 and --tls-port on a free
 // port, with pki's server certificate, verifying clients against pki's CA,
 // and waits until it answers PING over TLS with pki's client certificate.
 // A redis-server built without TLS skips the test (fails it in CI).
-func startTLSRedis(t *testing.T, pki testPKI) *redistest.Server {
+func startTLSRedis(t *testing.T, pki redistest.PKI) *redistest.Server {
 	t.Helper()
 	redistest.Require(t)
-	clientTLS, err := pki.clientTLS(true)
+	clientTLS, err := pki.ClientTLS(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,8 +354,8 @@ func tlsUnsupported(log []byte) (string, bool) {
 // tlsPing makes a TLS connection to addr with crypto/tls (with or without
 // pki's client certificate), sends PING and reads the answer. It returns
 // the TLS version negotiated.
-func tlsPing(addr string, pki testPKI, withCert bool) (string, error) {
-	cfg, err := pki.clientTLS(withCert)
+func tlsPing(addr string, pki redistest.PKI, withCert bool) (string, error) {
+	cfg, err := pki.ClientTLS(withCert)
 	if err != nil {
 		return "", err
 	}
