@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/metrics"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// HealthAddr is where the health server listens (host:port, ":8080");
 	// empty: no health server. See HealthHandler.
 	HealthAddr string
+	// MetricsAddr is where Prometheus metrics are served at /metrics
+	// (host:port, ":9090"); empty: no metrics server. See package metrics.
+	MetricsAddr string
 
 	// Connection settings that override the URL's (see broker.ConnOptions).
 	RedisUsername string
@@ -127,6 +131,7 @@ func ParseFlags(name string, args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.NoStartupDelay, "no-startup-delay", false, "start at once instead of after a random delay of up to 1s (which spreads out many pods starting together)")
 	fs.BoolVar(&c.NoScheduler, "no-scheduler", false, "do not promote deferred tasks or requeue expired leases in this process")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at "+metrics.Path+" over HTTP on this host:port, e.g. :9090 (default: off)")
 	fs.StringVar(&c.HealthAddr, "health-addr", "", "serve "+LivenessPath+" (liveness: the process runs) and "+ReadinessPath+" (readiness: Redis answers and the worker is not shutting down) over HTTP on this host:port, e.g. :8080 (default: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: %s [flags]
@@ -186,6 +191,11 @@ Flags:
 		// "8080" alone would only fail later, at listen time.
 		if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
 			return c, fmt.Errorf("--health-addr must be host:port or :port, not %q: %w", c.HealthAddr, err)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return c, fmt.Errorf("--metrics-addr must be host:port or :port, not %q: %w", c.MetricsAddr, err)
 		}
 	}
 	return c, nil
@@ -346,10 +356,36 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if len(task.Registered()) == 0 {
 		log.Warn("no tasks are defined in this program; every task will fail as unknown (import the packages that call task.Define)")
 	}
-	w := New(b, Options{
+	opts := Options{
 		Queues: cfg.Queues, Exclude: cfg.Exclude, Concurrency: cfg.Concurrency, WorkerID: cfg.WorkerID,
 		MaxTasks: cfg.MaxTasks, Batch: cfg.Batch, ShutdownTimeout: cfg.ShutdownTimeout,
 		LeaseDuration: cfg.LeaseDuration, NoScheduler: cfg.NoScheduler, Logger: log,
-	})
+	}
+	var mc *metrics.Collector
+	if cfg.MetricsAddr != "" {
+		mc = metrics.New(b, metrics.Options{Queues: cfg.Queues, Logger: log})
+		defer mc.Close()
+		opts.OnRetry = mc.ObserveRetry
+	}
+	w := New(b, opts)
+	if mc != nil {
+		if err := mc.TrackWorker(w.ID(), cfg.Concurrency, w.InFlight); err != nil {
+			return err
+		}
+		srv, err := mc.Serve(cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		log.Info("metrics server listening", "addr", srv.Addr(), "path", metrics.Path)
+		// Stopped before Redis is closed (deferred earlier), so that no
+		// scrape reads a closed client.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("metrics server did not stop cleanly", "err", err)
+			}
+		}()
+	}
 	return w.Run(ctx)
 }

@@ -3,9 +3,12 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +17,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/metrics"
+	"github.com/gotasks/gotasks/task"
 	"github.com/gotasks/gotasks/worker"
 )
 
@@ -76,7 +81,7 @@ func TestHelpExplainsFlags(t *testing.T) {
 	for _, f := range []string{"redis-url", "queue", "exclude-queue", "concurrency", "worker-id", "max-tasks",
 		"batch", "shutdown-timeout", "log-format", "log-level", "no-startup-delay", "SIGTERM",
 		"redis-username", "redis-password", "GOTASKS_REDIS_PASSWORD", "tls-ca", "tls-cert", "tls-key",
-		"tls-server-name", "tls-skip-verify", "TESTING ONLY", "health-addr", "redis+cluster://", "redis+sentinel://"} {
+		"tls-server-name", "tls-skip-verify", "TESTING ONLY", "health-addr", "metrics-addr", "redis+cluster://", "redis+sentinel://"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("help does not mention %s", f)
 		}
@@ -242,5 +247,117 @@ func TestTLSFlagsWithEveryTLSScheme(t *testing.T) {
 		if _, err := worker.ParseFlags("worker", []string{"--redis-url", url, "--tls-server-name", "x"}, &bytes.Buffer{}); err == nil {
 			t.Errorf("%s with --tls-server-name: no error", url)
 		}
+	}
+}
+
+func TestParseFlagsMetricsAddr(t *testing.T) {
+	cfg, err := worker.ParseFlags("worker", nil, &bytes.Buffer{})
+	if err != nil || cfg.MetricsAddr != "" {
+		t.Fatalf("default: %q, %v", cfg.MetricsAddr, err)
+	}
+	cfg, err = worker.ParseFlags("worker", []string{"--metrics-addr", ":9090"}, &bytes.Buffer{})
+	if err != nil || cfg.MetricsAddr != ":9090" {
+		t.Fatalf("--metrics-addr :9090: %q, %v", cfg.MetricsAddr, err)
+	}
+	if _, err := worker.ParseFlags("worker", []string{"--metrics-addr", "9090"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--metrics-addr") {
+		t.Errorf("--metrics-addr 9090: %v", err)
+	}
+}
+
+// TestRunConfigServesMetrics runs the worker command with --metrics-addr:
+// the tasks it runs show in /metrics along with its queues and its
+// in-flight gauge, and the server is gone once RunConfig returns.
+func TestRunConfigServesMetrics(t *testing.T) {
+	e := setup(t)
+	must[*task.Result[int]](t)(addTask.Enqueue(e.ctx, [2]int{1, 2}))
+	cfg, err := worker.ParseFlags("worker", []string{
+		"--redis-url", "redis://" + e.m.Addr() + "/0", "--no-startup-delay", "--queue", task.DefaultQueue,
+		"--concurrency", "1", "--worker-id", "w-metrics", "--metrics-addr", "127.0.0.1:0", "--log-format", "json",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var runErr error
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		runErr = worker.RunConfig(ctx, cfg, cfg.NewLogger(&logs))
+	}()
+	defer func() {
+		cancel()
+		<-finished
+	}()
+
+	var addr string
+	waitFor(t, "the metrics server to listen", func() bool {
+		for line := range strings.Lines(logs.String()) {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics server listening" {
+				addr = rec.Addr
+				return true
+			}
+		}
+		return false
+	})
+	url := "http://" + addr + metrics.Path
+	want := []string{
+		`gotasks_tasks_completed_total{queue="default",task="workertest.add"} 1`,
+		`gotasks_tasks_started_total{queue="default",task="workertest.add"} 1`,
+		`gotasks_task_duration_seconds_count{queue="default",task="workertest.add"} 1`,
+		`gotasks_queue_tasks{queue="default",state="pending"} 0`,
+		`gotasks_worker_inflight_tasks{worker="w-metrics"} 0`,
+		`gotasks_worker_concurrency{worker="w-metrics"} 1`,
+		`gotasks_redis_up 1`,
+	}
+	var body string
+	waitFor(t, "the task to show in /metrics", func() bool {
+		code, b, err := get(t, url)
+		body = b
+		return err == nil && code == http.StatusOK && strings.Contains(b, want[0])
+	})
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+
+	cancel()
+	<-finished
+	if runErr != nil {
+		t.Fatalf("RunConfig: %v", runErr)
+	}
+	if _, _, err := get(t, url); err == nil {
+		t.Error("the metrics server still answers after RunConfig returned")
+	}
+}
+
+// A taken --metrics-addr port is an error of RunConfig, like --health-addr.
+func TestRunConfigMetricsAddrTaken(t *testing.T) {
+	m := miniredis.RunT(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	cfg, err := worker.ParseFlags("worker", []string{
+		"--redis-url", "redis://" + m.Addr() + "/0", "--no-startup-delay", "--metrics-addr", ln.Addr().String(),
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A worker that started anyway would run until this deadline and
+	// return nil, failing the check below.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = worker.RunConfig(ctx, cfg, slog.New(slog.DiscardHandler))
+	var opErr *net.OpError
+	if err == nil || !strings.Contains(err.Error(), "--metrics-addr") || !errors.As(err, &opErr) {
+		t.Fatalf("RunConfig with a taken port: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("RunConfig ran the worker before failing")
 	}
 }

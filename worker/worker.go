@@ -64,6 +64,12 @@ type Options struct {
 	// (promoting deferred tasks and requeueing expired leases). Some process
 	// must run one.
 	NoScheduler bool
+	// OnRetry, if set, is called once a failed attempt's retry is stored
+	// (r.Status NEW, r.RunAfter the time of the next attempt). It exists
+	// because task's finished hook fires only for COMPLETE and FAILED, so
+	// observers such as metrics would otherwise never see a retry. It runs
+	// in the task's goroutine: it must be quick and must not modify r.
+	OnRetry func(ctx context.Context, r *task.RawResult)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -172,6 +178,14 @@ func (w *Worker) ID() string { return w.opts.WorkerID }
 // Processed returns how many attempts this worker has run to a stored
 // outcome (COMPLETE, FAILED, or a retry scheduled) since it started.
 func (w *Worker) Processed() int64 { return w.processed.Load() }
+
+// InFlight returns how many tasks this worker is running now (claimed and
+// not yet stored or handed back).
+func (w *Worker) InFlight() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inflight)
+}
 
 // Run claims and runs tasks until ctx is done (or MaxTasks / Batch say
 // stop). Then it stops claiming, lets in-flight tasks finish for
@@ -448,6 +462,9 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 	case task.StatusNew:
 		log().Warn("task attempt failed; will retry", "duration", time.Since(start), "error", r.Err.Error(),
 			"retry_at", r.RunAfter.Format(time.RFC3339Nano), "max_attempts", r.MaxAttempts)
+		if w.opts.OnRetry != nil {
+			w.opts.OnRetry(ctx, r)
+		}
 		return // not finished: no finished hook
 	default:
 		if w.log.Enabled(ctx, slog.LevelInfo) {
