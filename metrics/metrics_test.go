@@ -254,6 +254,9 @@ func TestQueueDepthAndAge(t *testing.T) {
 }
 
 func TestInFlight(t *testing.T) {
+	// Fresh for each run of the test (-count).
+	gate = make(chan struct{})
+	gateRun.Store(false)
 	_, b := setup(t)
 	c := newCollector(t, b, metrics.Options{})
 	w := worker.New(b, worker.Options{Queues: []string{task.DefaultQueue}, Concurrency: 2, WorkerID: "w1", Logger: quiet})
