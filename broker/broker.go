@@ -101,7 +101,8 @@ type Redis struct {
 	known  map[string]bool // queues this process has registered in the queue set
 	scache map[string]bool // script SHAs known to be loaded
 
-	noUnblock atomic.Bool // the server has no CLIENT ID / CLIENT UNBLOCK
+	noUnblock      atomic.Bool // the server has no CLIENT ID / CLIENT UNBLOCK, or the user may not run it
+	unblockAllowed atomic.Bool // CLIENT UNBLOCK was tried once and allowed
 }
 
 // New returns a backend on client. The caller keeps ownership of client.

@@ -377,7 +377,7 @@ func (b *Redis) block(ctx context.Context, ks []string, timeout time.Duration) (
 	case *redis.Client: // one Redis, or a failover client behind sentinels
 		if !b.noUnblock.Load() {
 			var supported bool
-			if p, err, supported = blockInterruptible(ctx, c, ks, timeout); supported {
+			if p, err, supported = b.blockInterruptible(ctx, c, ks, timeout); supported {
 				return p.key, err
 			}
 			b.noUnblock.Store(true)
@@ -468,7 +468,7 @@ func (b *Redis) blockOnNode(ctx context.Context, c *redis.ClusterClient, key str
 		if err != nil {
 			return "", pop{}, fmt.Errorf("wait on %s: find its node: %w", key, err)
 		}
-		p, err, supported := blockInterruptible(ctx, node, []string{key}, timeout)
+		p, err, supported := b.blockInterruptible(ctx, node, []string{key}, timeout)
 		if err != nil && isMovedError(err) {
 			// The slot moved (resharding, failover) since the client last
 			// looked; wake the caller early rather than fail, and let the
@@ -509,7 +509,7 @@ const blockStep = 50 * time.Millisecond
 // promptly and leave no command or goroutine behind. supported is false
 // when the server does not know CLIENT ID or the user may not run CLIENT
 // UNBLOCK (it is in @admin): the caller then blocks in steps instead.
-func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (p pop, err error, supported bool) {
+func (b *Redis) blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (p pop, err error, supported bool) {
 	conn := c.Conn()
 	defer conn.Close()
 	id, err := conn.ClientID(ctx).Result()
@@ -519,6 +519,20 @@ func blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeo
 			return pop{}, nil, false // the server answered: it has no CLIENT ID
 		}
 		return pop{}, fmt.Errorf("wait on %v: %w", ks, err), true
+	}
+	if !b.unblockAllowed.Load() {
+		// Once: may this user run CLIENT UNBLOCK (@admin)? Unblocking our
+		// own, idle connection is harmless and answers 0 if so. Finding out
+		// only when a wait must be ended would cost that wait its whole
+		// timeout.
+		if err := conn.ClientUnblock(ctx, id).Err(); err != nil {
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				return pop{}, nil, false // NOPERM
+			}
+			return pop{}, fmt.Errorf("wait on %v: %w", ks, err), true
+		}
+		b.unblockAllowed.Store(true)
 	}
 	type reply struct {
 		res []string
