@@ -55,7 +55,8 @@ func (r *Result[R]) set(raw *RawResult) error {
 }
 
 // Value returns the task's return value. It returns ErrNotFinished while the
-// task is NEW or RUNNING, and the task's *Error when it FAILED.
+// task is NEW or RUNNING, the task's *Error when it FAILED, and an error
+// wrapping ErrCancelled when it was CANCELLED.
 func (r *Result[R]) Value() (R, error) {
 	var zero R
 	switch r.Status {
@@ -63,12 +64,18 @@ func (r *Result[R]) Value() (R, error) {
 		return r.value, nil
 	case StatusFailed:
 		return zero, failure(r.Err)
+	case StatusCancelled:
+		return zero, fmt.Errorf("result %s: %w", r.ID, ErrCancelled)
 	}
 	return zero, fmt.Errorf("result %s is %s: %w", r.ID, r.Status, ErrNotFinished)
 }
 
-// IsFinished reports whether the task is COMPLETE or FAILED.
-func (r *Result[R]) IsFinished() bool { return r.Status.IsFinished() }
+// IsFinished reports whether the task is COMPLETE, FAILED or CANCELLED.
+func (r *Result[R]) IsFinished() bool {
+	// Checked here too while Status.IsFinished (backend.go) does not know
+	// CANCELLED yet, so that Wait ends on a cancelled task.
+	return r.Status.IsFinished() || r.Status == StatusCancelled
+}
 
 // Refresh reloads the result from its backend.
 func (r *Result[R]) Refresh(ctx context.Context) error {

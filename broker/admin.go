@@ -1,0 +1,558 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gotasks/gotasks/task"
+)
+
+// Operations for operators (a CLI, a dashboard) rather than for workers:
+// cancelling and retrying single tasks, looking into queues and cleaning
+// them. Their state changes are Lua scripts on the key layout described in
+// scripts.go, like the workers' own.
+
+// ErrNotRetryable is wrapped by RetryFailed's error for a task that is not
+// FAILED (the message says what it is).
+var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
+
+// cancelScript makes a task that has not started CANCELLED: its result is
+// written like a finished one and it leaves the unfinished state, in one
+// step, so that a worker either claimed it before (and the cancellation is
+// refused) or can never claim it.
+//
+//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
+//	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status
+//
+// Returns {'cancelled', value, finished_us, errors}, {'done', status} when
+// the task has finished, {'running'} or {'missing'}.
+var cancelScript = redis.NewScript(prelude + `
+local st = redis.call('HGET', KEYS[5], 's')
+if st then return {'done', st} end
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return {'missing'} end
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {'running'} end
+local us = now_us()
+local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
+redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs)
+redis.call('PEXPIRE', KEYS[5], ARGV[2])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return {'cancelled', v, us, errs}
+`)
+
+// retryFailedScript makes a FAILED task ready again under the same id, as
+// its next attempt: the attempt count and the errors of every attempt so
+// far are kept (the worker's count of lost deliveries stays right), its
+// result is dropped.
+//
+//	KEYS[1] result  KEYS[2] tasks  KEYS[3] pending  KEYS[4] seq  KEYS[5] wake  KEYS[6] errors
+//	ARGV[1] id  ARGV[2] the FAILED status
+//
+// Returns {'ok'}, {'status', status} for a result that is not FAILED,
+// {'live'} for an unfinished task, or {'missing'}.
+var retryFailedScript = redis.NewScript(prelude + `
+local r = redis.call('HMGET', KEYS[1], 't', 's', 'x')
+local live = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
+if not r[2] then
+  if live then return {'live'} end
+  return {'missing'}
+end
+if r[2] ~= ARGV[2] then return {'status', r[2]} end
+-- The id was enqueued again after it failed: that copy owns the id now.
+if live then return {'live'} end
+local seq = next_seq(KEYS[4], now_ms())
+redis.call('SET', KEYS[4], num(seq))
+local a, p, s, st, w, env = parse(r[1])
+redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
+if r[3] and r[3] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], r[3]) end
+redis.call('ZADD', KEYS[3], score(p, seq), ARGV[1])
+redis.call('DEL', KEYS[1])
+wake(KEYS[5])
+return {'ok'}
+`)
+
+// purgeScript removes up to ARGV[1] tasks that are waiting to run (pending
+// first, then deferred) with everything stored about them. Running tasks
+// are in neither set and are not touched.
+//
+//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors
+//	ARGV[1] limit
+//
+// Returns the number of tasks removed (less than the limit: none are left).
+var purgeScript = redis.NewScript(`
+local n = tonumber(ARGV[1])
+local removed = 0
+for _, set in ipairs({KEYS[2], KEYS[3]}) do
+  if removed < n then
+    local ids = redis.call('ZRANGE', set, 0, n - removed - 1)
+    for _, id in ipairs(ids) do
+      redis.call('ZREM', set, id)
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[4], id)
+    end
+    removed = removed + #ids
+  end
+end
+return removed
+`)
+
+// pruneScript deletes finished results of one queue, each only if its
+// finish time is still the one the caller read: a result that was retried
+// (RetryFailed) and finished again in between is newer than the caller
+// decided to prune.
+//
+//	KEYS    result keys (all of one queue)
+//	ARGV    their finish times in unix µs, in the same order
+//
+// Returns the number of results deleted.
+var pruneScript = redis.NewScript(`
+local n = 0
+for i, k in ipairs(KEYS) do
+  if redis.call('HGET', k, 'f') == ARGV[i] then
+    redis.call('DEL', k)
+    n = n + 1
+  end
+end
+return n
+`)
+
+// statsScript reads a queue's counts and the two pending tasks QueueStats
+// reports on, in one consistent step. The pending set is ordered by
+// priority band and then by sequence number, so the task that has been
+// ready longest (the smallest sequence number) is the head of one of the
+// bands: the script jumps from band head to band head, at most one
+// O(log n) lookup per priority in use (201 at most), never a scan.
+//
+//	KEYS[1] pending  KEYS[2] delayed  KEYS[3] running  KEYS[4] tasks
+//
+// Returns {now_us, pending, deferred, running, next id, next value, oldest
+// id, oldest value}, the ids and values ” when nothing is pending.
+var statsScript = redis.NewScript(prelude + `
+local band = 35184372088832
+local out = {now_us(), redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3])}
+local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+if #head == 0 then
+  return {out[1], out[2], out[3], out[4], '', '', '', ''}
+end
+local oldest, oldseq = nil, nil
+local lo = '-inf'
+while true do
+  local h = redis.call('ZRANGEBYSCORE', KEYS[1], lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #h == 0 then break end
+  local sc = tonumber(h[2])
+  local b = math.floor(sc / band)
+  local seq = sc - b * band
+  if not oldseq or seq < oldseq then oldest, oldseq = h[1], seq end
+  lo = num((b + 1) * band)
+end
+out[5] = head[1]
+out[6] = redis.call('HGET', KEYS[4], head[1]) or ''
+out[7] = oldest
+out[8] = redis.call('HGET', KEYS[4], oldest) or ''
+return out
+`)
+
+// listScript reads a page of one of a queue's sets with the tasks in it,
+// in one consistent step.
+//
+//	KEYS[1] the set (pending, delayed or running)  KEYS[2] tasks  KEYS[3] errors
+//	ARGV[1] start  ARGV[2] stop (ZRANGE ranks, inclusive)
+//
+// Returns {id1, value1, errors1, score1, ...}; a task that has no value is
+// left out.
+var listScript = redis.NewScript(`
+local page = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+local out = {}
+for i = 1, #page, 2 do
+  local v = redis.call('HGET', KEYS[2], page[i])
+  if v then
+    out[#out + 1] = page[i]
+    out[#out + 1] = v
+    out[#out + 1] = redis.call('HGET', KEYS[3], page[i]) or ''
+    out[#out + 1] = page[i + 1]
+  end
+end
+return out
+`)
+
+// findQueue returns the queue that holds a task or result with this id.
+func (b *Redis) findQueue(ctx context.Context, id string) (string, error) {
+	r, err := b.GetResult(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return r.Queue, nil
+}
+
+// Cancel implements task.Canceller: a task that is NEW, deferred or
+// waiting for a retry becomes CANCELLED and is kept as a finished result
+// (for ResultTTL, like the others); workers never see it again. The queue
+// is found like GetResult finds it.
+func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) {
+	q, err := b.findQueue(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("cancel %s: %w", id, err)
+	}
+	return b.CancelIn(ctx, q, id)
+}
+
+// CancelIn is Cancel for a task known to be on queue.
+func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
+	k := b.keys(queue)
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors},
+		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled)).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
+	}
+	str := func(i int) string {
+		if i < len(vals) {
+			s, _ := vals[i].(string)
+			return s
+		}
+		return ""
+	}
+	switch str(0) {
+	case "cancelled":
+		// The same shape as a finished result read back by GetResult.
+		return b.decodeGet(id, queue, []any{"done", str(1), string(task.StatusCancelled), str(2), "", "", str(3)})
+	case "done":
+		return nil, &task.NotCancellableError{ID: id, Status: task.Status(str(1))}
+	case "running":
+		return nil, &task.NotCancellableError{ID: id, Status: task.StatusRunning}
+	case "missing":
+		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, task.ErrResultNotFound)
+	}
+	return nil, fmt.Errorf("cancel %s in %s: unexpected reply %v", id, queue, vals)
+}
+
+// RetryFailed runs a FAILED task again. It keeps its id, so that whoever
+// holds the id follows the new attempt, and becomes NEW, ready at once
+// (behind the tasks already waiting at its priority). Its attempt count
+// and the errors of its attempts are kept, and the next attempt continues
+// the count: with the attempts of MaxAttempts used up, it gets that one
+// attempt and no automatic retries. A task that failed with
+// gotasks.TooManyDeliveries fails the same way at once, since its lost
+// deliveries still count. Its FAILED result is gone once it is retried.
+func (b *Redis) RetryFailed(ctx context.Context, id string) error {
+	q, err := b.findQueue(ctx, id)
+	if err != nil {
+		return fmt.Errorf("retry %s: %w", id, err)
+	}
+	k := b.keys(q)
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors},
+		id, string(task.StatusFailed)).StringSlice()
+	if err != nil {
+		return fmt.Errorf("retry %s in %s: %w", id, q, err)
+	}
+	switch {
+	case len(vals) == 1 && vals[0] == "ok":
+		return nil
+	case len(vals) == 2 && vals[0] == "status":
+		return fmt.Errorf("retry %s in %s: %w: it is %s", id, q, ErrNotRetryable, vals[1])
+	case len(vals) == 1 && vals[0] == "live":
+		return fmt.Errorf("retry %s in %s: %w: it has not finished", id, q, ErrNotRetryable)
+	case len(vals) == 1 && vals[0] == "missing":
+		return fmt.Errorf("retry %s in %s: %w", id, q, task.ErrResultNotFound)
+	}
+	return fmt.Errorf("retry %s in %s: unexpected reply %v", id, q, vals)
+}
+
+// purgeBatch bounds how much one purge script does, so that purging a
+// queue of a million tasks does not block Redis for seconds.
+const purgeBatch = 1000
+
+// Purge removes every task of queue that waits to run, pending or
+// deferred (also those waiting for a retry), and returns how many. They
+// leave no result: GetResult no longer finds them. Running tasks are left
+// to finish (or fail, or retry: a retry then brings one back). Each batch
+// is atomic, the whole purge is not: a task enqueued while it runs may or
+// may not be removed.
+func (b *Redis) Purge(ctx context.Context, queue string) (int, error) {
+	k := b.keys(queue)
+	total := 0
+	for {
+		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors}, purgeBatch).Int()
+		if err != nil {
+			return total, fmt.Errorf("purge %s (%d removed): %w", queue, total, err)
+		}
+		total += n
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
+// pruneBatch is how many keys one SCAN step asks for and one delete script
+// gets.
+const pruneBatch = 500
+
+// Prune deletes the finished results (with one of statuses; none: any)
+// that finished more than olderThan ago, in queue ("": every known queue),
+// and returns how many; with dryRun it only counts them. Results expire
+// after ResultTTL anyway: Prune is for a long ResultTTL that turned out
+// too long. It walks the queue's result keys with SCAN (all of one queue
+// share its hash tag, so on a cluster they are on one node), so it costs
+// a pass over the queue's results but never blocks Redis for long. "Ago"
+// is by the Redis clock, which wrote the finish times.
+func (b *Redis) Prune(ctx context.Context, olderThan time.Duration, statuses []task.Status, queue string, dryRun bool) (int, error) {
+	queues := []string{queue}
+	if queue == "" {
+		var err error
+		if queues, err = b.KnownQueues(ctx); err != nil {
+			return 0, fmt.Errorf("prune: %w", err)
+		}
+	}
+	now, err := b.rdb.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("prune: read the Redis clock: %w", err)
+	}
+	cutoff := now.Add(-olderThan).UnixMicro()
+	total := 0
+	for _, q := range queues {
+		n, err := b.pruneQueue(ctx, q, cutoff, statuses, dryRun)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("prune %s: %w", q, err)
+		}
+	}
+	return total, nil
+}
+
+func (b *Redis) pruneQueue(ctx context.Context, queue string, cutoff int64, statuses []task.Status, dryRun bool) (int, error) {
+	k := b.keys(queue)
+	scanner, err := b.nodeFor(ctx, k.tag)
+	if err != nil {
+		return 0, err
+	}
+	match := globEscape(k.result("")) + "*"
+	total := 0
+	var cursor uint64
+	for {
+		var found []string
+		found, cursor, err = scanner.Scan(ctx, cursor, match, pruneBatch).Result()
+		if err != nil {
+			return total, fmt.Errorf("scan results: %w", err)
+		}
+		n, err := b.pruneKeys(ctx, found, cutoff, statuses, dryRun)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if cursor == 0 {
+			return total, nil
+		}
+	}
+}
+
+// globEscape quotes the characters MATCH patterns give a meaning, so that
+// a prefix or queue name with braces (the hash tag has them), stars or
+// brackets matches only itself.
+func globEscape(s string) string {
+	var out strings.Builder
+	for _, c := range s {
+		switch c {
+		case '*', '?', '[', ']', '{', '}', '\\', '^', '-':
+			out.WriteByte('\\')
+		}
+		out.WriteRune(c)
+	}
+	return out.String()
+}
+
+// nodeFor returns the client to SCAN the keys of one hash tag with: on a
+// cluster, the master that serves its slot (a cluster client's SCAN goes
+// to an arbitrary node).
+func (b *Redis) nodeFor(ctx context.Context, key string) (redis.Cmdable, error) {
+	if c, ok := b.rdb.(*redis.ClusterClient); ok {
+		node, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("find the master of %s: %w", key, err)
+		}
+		return node, nil
+	}
+	return b.rdb, nil
+}
+
+// pruneKeys deletes (or counts) those of keys, results of one queue, that
+// match.
+func (b *Redis) pruneKeys(ctx context.Context, keys []string, cutoff int64, statuses []task.Status, dryRun bool) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(keys))
+	for i, key := range keys {
+		cmds[i] = pipe.HMGet(ctx, key, "s", "f")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("read %d results: %w", len(keys), err)
+	}
+	var del []string
+	var fins []any
+	for i, c := range cmds {
+		v := c.Val()
+		if len(v) != 2 {
+			continue // expired since the scan
+		}
+		st, _ := v[0].(string)
+		f, _ := v[1].(string)
+		us, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || us >= cutoff {
+			continue
+		}
+		if len(statuses) > 0 && !slices.Contains(statuses, task.Status(st)) {
+			continue
+		}
+		del = append(del, keys[i])
+		fins = append(fins, f)
+	}
+	if dryRun || len(del) == 0 {
+		return len(del), nil
+	}
+	n, err := b.run(ctx, pruneScript, del, fins...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("delete %d results: %w", len(del), err)
+	}
+	return n, nil
+}
+
+// QueueStat describes one queue at one moment.
+type QueueStat struct {
+	Queue                      string
+	Pending, Deferred, Running int64
+	// NextAge is how long the next task to be claimed (the highest
+	// priority, then the first in line) has been due: since its RunAfter,
+	// or since it was enqueued if that is later. Zero when nothing is
+	// pending.
+	NextAge time.Duration
+	// OldestAge is the same for the pending task that has been ready the
+	// longest whatever its priority (the one a full queue starves first).
+	// The pending set is ordered by priority, not time, so this is the
+	// earliest of the first tasks of each priority in use, found by
+	// jumping from one to the next: at most one cheap lookup per priority,
+	// never a scan of the queue.
+	OldestAge time.Duration
+}
+
+// QueueStats describes every known queue, sorted by name. Each queue is
+// read in one consistent step; the queues one after another.
+func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
+	queues, err := b.KnownQueues(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue stats: %w", err)
+	}
+	out := make([]QueueStat, 0, len(queues))
+	for _, q := range queues {
+		s, err := b.queueStat(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (b *Redis) queueStat(ctx context.Context, queue string) (QueueStat, error) {
+	k := b.keys(queue)
+	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks}).Slice()
+	if err != nil {
+		return QueueStat{}, fmt.Errorf("stats of %s: %w", queue, err)
+	}
+	if len(vals) != 8 {
+		return QueueStat{}, fmt.Errorf("stats of %s: script returned %d values, want 8", queue, len(vals))
+	}
+	str := func(i int) string { s, _ := vals[i].(string); return s }
+	num := func(i int) int64 { n, _ := vals[i].(int64); return n }
+	now := parseMicros(str(0))
+	s := QueueStat{Queue: queue, Pending: num(1), Deferred: num(2), Running: num(3)}
+	s.NextAge = b.dueAge(queue, str(4), str(5), now)
+	s.OldestAge = b.dueAge(queue, str(6), str(7), now)
+	return s, nil
+}
+
+// dueAge is how long the task stored as value has been due at now. A task
+// that does not decode counts as due for no time: a stat is no reason to
+// fail, and a worker fails that task when it reaches it.
+func (b *Redis) dueAge(queue, id, value string, now time.Time) time.Duration {
+	if id == "" || value == "" {
+		return 0
+	}
+	r, err := b.decodeTask(id, queue, value)
+	if err != nil {
+		return 0
+	}
+	due := r.EnqueuedAt
+	if r.RunAfter.After(due) {
+		due = r.RunAfter
+	}
+	return max(now.Sub(due), 0)
+}
+
+// State is one of the sets an unfinished task is in.
+type State string
+
+// The states ListTasks lists.
+const (
+	StatePending  State = "pending"  // ready, in the order workers will claim them
+	StateDeferred State = "deferred" // waiting for their run_after or a retry, soonest first
+	StateRunning  State = "running"  // claimed, the earliest lease expiry first
+)
+
+// ListTasks returns up to limit tasks of queue in state, skipping the
+// first offset, in the order given for each State. A page is read in one
+// consistent step; pages read one after another may overlap or miss tasks
+// that moved in between. A task that does not decode is listed with what
+// could be read of it (at least its id).
+func (b *Redis) ListTasks(ctx context.Context, queue string, state State, offset, limit int) ([]*task.RawResult, error) {
+	if offset < 0 || limit < 0 {
+		return nil, fmt.Errorf("list %s tasks of %s: negative offset %d or limit %d", state, queue, offset, limit)
+	}
+	if limit == 0 {
+		return nil, nil
+	}
+	k := b.keys(queue)
+	var set string
+	switch state {
+	case StatePending:
+		set = k.pending
+	case StateDeferred:
+		set = k.delayed
+	case StateRunning:
+		set = k.running
+	default:
+		return nil, fmt.Errorf("list tasks of %s: unknown state %q", queue, state)
+	}
+	vals, err := b.run(ctx, listScript, []string{set, k.tasks, k.errors}, offset, offset+limit-1).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("list %s tasks of %s: %w", state, queue, err)
+	}
+	out := make([]*task.RawResult, 0, len(vals)/4)
+	for i := 0; i+3 < len(vals); i += 4 {
+		id, _ := vals[i].(string)
+		v, _ := vals[i+1].(string)
+		errs, _ := vals[i+2].(string)
+		sc, _ := vals[i+3].(string)
+		r, _ := b.decodeTask(id, queue, v) // see the doc comment
+		r.Errors, _ = decodeErrors(errs)
+		switch state {
+		case StateRunning:
+			r.Status = task.StatusRunning
+		case StateDeferred:
+			if ms, err := strconv.ParseFloat(sc, 64); err == nil {
+				r.RunAfter = time.UnixMilli(int64(ms)) // as GetResult reports it
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
