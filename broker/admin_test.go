@@ -414,3 +414,28 @@ func TestListTasks(t *testing.T) {
 		t.Errorf("past the end: %d, %v", len(rs), err)
 	}
 }
+
+// TestCancelAfterLeaseLost: a task whose lease expired is back in the
+// queue and can be cancelled; the worker that lost it cannot then
+// overwrite the cancellation with its late outcome.
+func TestCancelAfterLeaseLost(t *testing.T) {
+	e := setup(t)
+	e.m.SetTime(base)
+	m := newMsg(t, "brokertest.cancel", "q", 0, 1)
+	e.enqueue(m)
+	stale := e.claim1("q", "w", time.Second)
+	e.m.SetTime(base.Add(time.Minute))
+	if n, _, err := e.b.Reap(e.ctx, "q", 10); err != nil || n != 1 {
+		t.Fatalf("Reap = %d, %v", n, err)
+	}
+	if _, err := e.b.Cancel(e.ctx, m.ID); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	stale.Status = task.StatusComplete
+	if err := e.b.Store(e.ctx, stale)[0]; !errors.Is(err, broker.ErrLeaseLost) {
+		t.Errorf("late Store = %v, want ErrLeaseLost", err)
+	}
+	if got := e.get(m.ID); got.Status != task.StatusCancelled {
+		t.Errorf("status %s, want CANCELLED", got.Status)
+	}
+}

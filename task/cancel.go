@@ -8,8 +8,7 @@ import (
 )
 
 // StatusCancelled is the final status of a task cancelled before it
-// started. It is declared here rather than with the other statuses in
-// backend.go so that cancellation lives in one file.
+// started (see Canceller); cancelling is the only way a task gets it.
 const StatusCancelled Status = "CANCELLED"
 
 // Errors of cancellation. Match them with errors.Is.
