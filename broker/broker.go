@@ -7,6 +7,8 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -158,6 +160,10 @@ func (b *Redis) Features() task.Features {
 	return task.Features{Defer: true, GetResult: true, Priority: true}
 }
 
+// SupportsUnique implements task.UniqueSupporter: unique tasks are held
+// per queue (see scripts.go).
+func (b *Redis) SupportsUnique() bool { return true }
+
 // Check pings Redis.
 func (b *Redis) Check(ctx context.Context) error {
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
@@ -178,6 +184,10 @@ func (b *Redis) Close() error {
 type keys struct {
 	tag                                                     string
 	tasks, pending, delayed, running, seq, wake, dw, errors string
+	// unique is the hash of unique tasks held until they finish. Scripts
+	// that end an unfinished task may take it in KEYS to free the task's
+	// entry with release_unique (see scripts.go).
+	unique string
 }
 
 func (b *Redis) keys(queue string) keys {
@@ -185,11 +195,36 @@ func (b *Redis) keys(queue string) keys {
 	return keys{
 		tag: tag, tasks: tag + ":tasks", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
-		errors: tag + ":errors",
+		errors: tag + ":errors", unique: tag + ":unique",
 	}
 }
 
 func (k keys) result(id string) string { return k.tag + ":r:" + id }
+
+// uniqueHash is <h> of the key layout: the unique key hashed, so that any
+// key makes a short Redis key and hash field.
+func uniqueHash(u *task.Uniqueness) string {
+	sum := sha256.Sum256([]byte(u.Key))
+	return hex.EncodeToString(sum[:])
+}
+
+// windowMillis rounds a UniqueFor window up to whole milliseconds, so that
+// a window under 1ms is still a window and not "until it finishes".
+func windowMillis(d time.Duration) int64 {
+	return (d + time.Millisecond - 1).Milliseconds()
+}
+
+// window is the UniqueFor key of unique hash h.
+func (k keys) window(h string) string { return k.tag + ":u:" + h }
+
+// batch is one queue's part of an EnqueueMany: the enqueue script's
+// arguments, its extra KEYS (the unique tasks' window keys) and the
+// messages in script order, to report duplicates back on.
+type batch struct {
+	args   []any
+	unique []string
+	msgs   []*task.Message
+}
 
 // queueSet is the set of every queue name ever enqueued to, so that
 // GetResult(id) and "all queues" workers can find them.
@@ -236,8 +271,11 @@ func (b *Redis) Enqueue(ctx context.Context, msg *task.Message) error {
 
 // EnqueueMany stores a batch of tasks in one round trip: one script call per
 // queue, pipelined. Each queue's batch is stored atomically.
+//
+// A unique task whose key is held is not stored: its DuplicateOf is set
+// to the holder's id, and the rest of the batch is stored all the same.
 func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
-	byQueue := map[string][]any{}
+	byQueue := map[string]*batch{}
 	var order []string
 	for _, m := range msgs {
 		env, err := encodeEnvelope(m)
@@ -249,10 +287,22 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 			// Round up so that a task never runs before its run_after.
 			at = int64(math.Ceil(float64(m.RunAfter.UnixMicro()) / 1000))
 		}
-		if _, ok := byQueue[m.Queue]; !ok {
+		q := byQueue[m.Queue]
+		if q == nil {
+			q = &batch{}
+			byQueue[m.Queue] = q
 			order = append(order, m.Queue)
 		}
-		byQueue[m.Queue] = append(byQueue[m.Queue], m.ID, m.Priority, at, env)
+		m.DuplicateOf = ""
+		if m.Unique == nil {
+			q.args = append(q.args, m.ID, m.Priority, at, env, "", 0, 0)
+		} else {
+			h := uniqueHash(m.Unique)
+			q.unique = append(q.unique, b.keys(m.Queue).window(h))
+			// The first seven KEYS are the queue's own, see enqueueScript.
+			q.args = append(q.args, m.ID, m.Priority, at, env, h, windowMillis(m.Unique.For), 7+len(q.unique))
+		}
+		q.msgs = append(q.msgs, m)
 	}
 	var unconfirmed error
 	for retried := false; ; retried = true {
@@ -279,7 +329,7 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 // returns the queues whose script was unknown to Redis (NOSCRIPT). With
 // WaitReplicas, the pipeline ends with WAIT; if the replicas did not confirm
 // what was written, unconfirmed wraps ErrNotReplicated.
-func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string][]any, total int) (noScript []string, unconfirmed, err error) {
+func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]*batch, total int) (noScript []string, unconfirmed, err error) {
 	if err := b.loadScripts(ctx, enqueueScript); err != nil {
 		return nil, nil, err
 	}
@@ -309,7 +359,8 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		if err != nil {
 			return nil, nil, fmt.Errorf("enqueue %d tasks: %w", total, err)
 		}
-		cmds[i] = enqueueScript.EvalSha(ctx, pipe, []string{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw}, byQueue[q]...)
+		ks := append([]string{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique}, byQueue[q].unique...)
+		cmds[i] = enqueueScript.EvalSha(ctx, pipe, ks, byQueue[q].args...)
 	}
 	if err := pipes.exec(ctx); err != nil {
 		for i, c := range cmds {
@@ -334,7 +385,7 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		}
 	}
 	for i, c := range cmds {
-		res, err := c.Int64Slice()
+		res, err := enqueueReply(c, byQueue[order[i]].msgs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("enqueue on %s: %w", order[i], err)
 		}
@@ -342,7 +393,7 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		// before: Redis lost its data (a restart without persistence, a
 		// flush, a failover). Register it again, or GetResult and "*"
 		// workers miss it.
-		if len(res) == 2 && res[1] == 1 && registered[order[i]] == nil {
+		if res[1] == 1 && registered[order[i]] == nil {
 			again := b.newPipelines()
 			pipe, err := again.forKey(ctx, b.queueSet())
 			if err != nil {
@@ -364,6 +415,41 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		unconfirmed = fmt.Errorf("enqueue %d tasks: %w", total, r)
 	}
 	return nil, unconfirmed, nil
+}
+
+// enqueueReply reads the enqueue script's reply: it sets DuplicateOf on the
+// duplicates among msgs and returns {tasks stored, fresh}.
+func enqueueReply(c *redis.Cmd, msgs []*task.Message) ([2]int64, error) {
+	var res [2]int64
+	vals, err := c.Slice()
+	if err != nil {
+		return res, err
+	}
+	if len(vals) < 2 || len(vals)%2 != 0 {
+		return res, fmt.Errorf("unexpected enqueue reply %v", vals)
+	}
+	for i := range res {
+		if res[i], err = toInt64(vals[i]); err != nil {
+			return res, fmt.Errorf("enqueue reply: %w", err)
+		}
+	}
+	for j := 2; j < len(vals); j += 2 {
+		n, err := toInt64(vals[j])
+		id, ok := vals[j+1].(string)
+		if err != nil || !ok || n < 1 || int(n) > len(msgs) {
+			return res, fmt.Errorf("unexpected duplicate in enqueue reply: %v, %v", vals[j], vals[j+1])
+		}
+		msgs[n-1].DuplicateOf = id
+	}
+	return res, nil
+}
+
+func toInt64(v any) (int64, error) {
+	n, ok := v.(int64)
+	if !ok {
+		return 0, fmt.Errorf("%v (%T) is not an integer", v, v)
+	}
+	return n, nil
 }
 
 // announceQueue wakes a worker serving every queue (see WaitReadyOrNew)

@@ -22,6 +22,18 @@ import (
 //	T:wake     list    wake-up token for idle workers (at most one)
 //	T:dwake    list    wake-up token for schedulers (a new deferred task)
 //	T:r:<id>   hash    the finished result (COMPLETE or FAILED); expires after ResultTTL
+//	T:unique   hash    unique tasks held until they finish (task.Unique without UniqueFor):
+//	                   "k:<h>" → id of the holder, "i:<id>" → <h>, where <h> is the hex
+//	                   SHA-256 of task.Uniqueness.Key
+//	T:u:<h>    string  id of the holder of a UniqueFor window; expires with the window
+//
+// A T:unique entry is only held while its holder id is in T:tasks: the
+// enqueue script treats any other entry as released. So a task that leaves
+// T:tasks by any path (finished, cancelled, deleted) releases its key at
+// that moment, atomically with leaving, even if that path does not know
+// about uniqueness; deleting the two fields (release_unique in the
+// prelude, given T:unique in KEYS) only frees their memory. Uniqueness is
+// per queue: the keys carry the queue's tag.
 //
 // Outside any queue, written by producers without scripts:
 //
@@ -72,6 +84,14 @@ end
 local function wake(key)
   if redis.call('LLEN', key) == 0 then redis.call('RPUSH', key, '1') end
 end
+-- release_unique deletes the T:unique entry (uniq) of task id, if it holds
+-- one: a script that ends an unfinished task calls it to free the memory.
+local function release_unique(uniq, id)
+  local h = redis.call('HGET', uniq, 'i:' .. id)
+  if not h then return end
+  redis.call('HDEL', uniq, 'i:' .. id)
+  if redis.call('HGET', uniq, 'k:' .. h) == id then redis.call('HDEL', uniq, 'k:' .. h) end
+end
 -- holds reports whether the running task id is still attempt number att.
 local function holds(running, tasks, id, att)
   if not redis.call('ZSCORE', running, id) then return nil end
@@ -84,38 +104,72 @@ end
 `
 
 // enqueueScript stores tasks and makes them ready, or deferred until their
-// run_after.
+// run_after. A unique task whose key is held (by an earlier task, or an
+// earlier one of the same call) is not stored: it is reported instead.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
-//	ARGV    groups of 4: id, priority, run_after_ms (0: now), envelope
+//	KEYS[7] unique  KEYS[8...] u:<h> of the unique tasks
+//	ARGV    groups of 7: id, priority, run_after_ms (0: now), envelope,
+//	        then for a unique task <h>, window_ms (0: until it finishes) and
+//	        the index in KEYS of its u:<h> key; '', 0, 0 otherwise
 //
-// Returns {tasks stored, fresh}: fresh is 1 when the queue's seq key did
+// Returns {tasks stored, fresh, then pairs: group number (1-based),
+// holder id} for the duplicates. fresh is 1 when the queue's seq key did
 // not exist (a new queue, or a Redis that lost its data), so that the
 // caller registers the queue in the queue set again. Fails without writing
 // anything if an id already exists.
 var enqueueScript = redis.NewScript(prelude + `
-for i = 1, #ARGV, 4 do
+for i = 1, #ARGV, 7 do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
     return redis.error_reply('gotasks: duplicate task id ' .. ARGV[i])
   end
+end
+-- holder returns the id that holds unique key h (window key w), if any,
+-- and deletes a T:unique entry whose holder has left T:tasks.
+local function holder(h, w)
+  local o = redis.call('GET', w)
+  if o then return o end
+  o = redis.call('HGET', KEYS[7], 'k:' .. h)
+  if not o then return nil end
+  if redis.call('HEXISTS', KEYS[1], o) == 1 then return o end
+  release_unique(KEYS[7], o)
+  return nil
 end
 local fresh = 1 - redis.call('EXISTS', KEYS[4])
 local ms = now_ms()
 local seq = nil
 local ready, deferred = 0, 0
-for i = 1, #ARGV, 4 do
+local dups = {}
+for i = 1, #ARGV, 7 do
   local id, prio, at = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local s = 0
-  if at > ms then
-    redis.call('ZADD', KEYS[3], num(at), id)
-    deferred = deferred + 1
-  else
-    if not seq then seq = next_seq(KEYS[4], ms) else seq = seq + 1 end
-    s = seq
-    redis.call('ZADD', KEYS[2], score(prio, s), id)
-    ready = ready + 1
+  local h, window, k = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+  local dup = nil
+  if k > 0 then
+    dup = holder(h, KEYS[k])
+    if not dup then
+      if window > 0 then
+        redis.call('SET', KEYS[k], id, 'PX', window)
+      else
+        redis.call('HSET', KEYS[7], 'k:' .. h, id, 'i:' .. id, h)
+      end
+    end
   end
-  redis.call('HSET', KEYS[1], id, pack(0, prio, s, '0', '', ARGV[i + 3]))
+  if dup then
+    dups[#dups + 1] = (i - 1) / 7 + 1
+    dups[#dups + 1] = dup
+  else
+    local s = 0
+    if at > ms then
+      redis.call('ZADD', KEYS[3], num(at), id)
+      deferred = deferred + 1
+    else
+      if not seq then seq = next_seq(KEYS[4], ms) else seq = seq + 1 end
+      s = seq
+      redis.call('ZADD', KEYS[2], score(prio, s), id)
+      ready = ready + 1
+    end
+    redis.call('HSET', KEYS[1], id, pack(0, prio, s, '0', '', ARGV[i + 3]))
+  end
 end
 if ready > 0 then
   redis.call('SET', KEYS[4], num(seq))
@@ -124,7 +178,9 @@ elseif fresh == 1 then
   redis.call('SET', KEYS[4], '0')
 end
 if deferred > 0 then wake(KEYS[6]) end
-return {ready + deferred, fresh}
+local out = {ready + deferred, fresh}
+for _, x in ipairs(dups) do out[#out + 1] = x end
+return out
 `)
 
 // claimScript takes up to n ready tasks of one queue, highest priority
@@ -187,10 +243,13 @@ return lost
 // lease cannot overwrite a newer attempt's result).
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] result  KEYS[4] errors
+//	KEYS[5] unique (optional: its entry for the task is deleted)
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error
 //	ARGV[6] ttl_ms  ARGV[7] errors of every failed attempt
 //
-// Returns the finish time in unix µs, or 0 when the lease was lost.
+// Returns the finish time in unix µs, or 0 when the lease was lost. The
+// task's unique key (if any) is released by the HDEL from tasks whether or
+// not KEYS[5] is given; KEYS[5] frees the entry's memory.
 var finishScript = redis.NewScript(prelude + `
 local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if not v then return 0 end
@@ -200,6 +259,7 @@ redis.call('PEXPIRE', KEYS[3], ARGV[6])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
+if KEYS[5] then release_unique(KEYS[5], ARGV[1]) end
 return us
 `)
 

@@ -57,6 +57,15 @@ type Features struct {
 	Priority  bool // priorities other than 0 are honoured
 }
 
+// UniqueSupporter is implemented by backends that honour Message.Unique
+// and report duplicates in Message.DuplicateOf (Redis, Dummy, Immediate).
+// Unique tasks are refused at Enqueue on other backends. (An interface
+// rather than a Features flag, so that Features values compared or printed
+// by existing code do not change.)
+type UniqueSupporter interface {
+	SupportsUnique() bool
+}
+
 // BackendOptions configures the in-process backends.
 type BackendOptions struct {
 	// Queues lists the allowed queue names; nil or empty allows any queue.
@@ -81,6 +90,14 @@ type Message struct {
 	EnqueuedAt time.Time // set by Task.Enqueue; a backend may replace it with its own clock
 	RunAfter   time.Time // zero: run as soon as possible
 	Limits
+	// Unique is the task's claim to be the only one with its key on its
+	// queue (Unique, UniqueKey, UniqueFor); nil: not unique.
+	Unique *Uniqueness
+	// DuplicateOf is set by the backend, instead of storing the message,
+	// to the id of the task that holds Unique's key. A duplicate is not an
+	// error of Enqueue or EnqueueMany, so that it does not fail the rest of
+	// a batch.
+	DuplicateOf string
 }
 
 // Limits are the execution rules that travel with a task to its worker

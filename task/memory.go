@@ -17,6 +17,10 @@ type memoryStore struct {
 	mu   sync.Mutex
 	byID map[string]*RawResult
 	ids  []string // enqueue order
+
+	unique  map[string]uniqueEntry // Uniqueness.Key → holder
+	running map[string]bool        // Immediate: tasks being run, which hold their unique keys
+	now     func() time.Time       // nil: time.Now
 }
 
 func (m *memoryStore) Name() string     { return m.name }
@@ -32,6 +36,10 @@ func (m *memoryStore) Serializer() serializer.Serializer {
 func (m *memoryStore) put(r *RawResult) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.putLocked(r)
+}
+
+func (m *memoryStore) putLocked(r *RawResult) {
 	if m.byID == nil {
 		m.byID = map[string]*RawResult{}
 	}
@@ -80,13 +88,37 @@ func NewImmediateBackend(name string, opts BackendOptions) Backend {
 }
 
 // Features: no deferral (there is nothing to wait in) and no results from
-// other processes.
+// other processes. Unique tasks are supported (SupportsUnique), but since each has finished
+// when Enqueue returns, only a UniqueFor window (or an enqueue from inside
+// the running task) makes a duplicate.
 func (b *immediateBackend) Features() Features {
 	return Features{Defer: false, GetResult: false, Priority: true}
 }
 
-// Enqueue runs the task now.
+// SupportsUnique implements UniqueSupporter.
+func (b *immediateBackend) SupportsUnique() bool { return true }
+
+// Enqueue runs the task now, unless it is a duplicate of a unique task.
 func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
+	if msg.Unique != nil {
+		b.mu.Lock()
+		b.claimUnique(msg, b.clock(), func(id string) bool { return b.running[id] })
+		if msg.DuplicateOf == "" {
+			if b.running == nil {
+				b.running = map[string]bool{}
+			}
+			b.running[msg.ID] = true
+		}
+		b.mu.Unlock()
+		if msg.DuplicateOf != "" {
+			return nil
+		}
+		defer func() {
+			b.mu.Lock()
+			delete(b.running, msg.ID)
+			b.mu.Unlock()
+		}()
+	}
 	r := NewRawResult(msg, b.Serializer())
 	emit(ctx, hookEnqueued, r.clone())
 	// Retries (MaxAttempts) run at once: the caller is waiting.
@@ -134,9 +166,24 @@ func (d *DummyBackend) Features() Features {
 	return Features{Defer: true, GetResult: true, Priority: true}
 }
 
-// Enqueue stores msg as a NEW result.
+// SupportsUnique implements UniqueSupporter.
+func (d *DummyBackend) SupportsUnique() bool { return true }
+
+// Enqueue stores msg as a NEW result, unless it is a duplicate of a unique
+// task. Nothing runs, so a unique task holds its key until Clear, or until
+// its UniqueFor window has passed.
 func (d *DummyBackend) Enqueue(ctx context.Context, msg *Message) error {
-	d.put(NewRawResult(msg, d.Serializer()))
+	// One critical section, so that a concurrent duplicate sees the holder
+	// stored, not a key whose task does not exist yet.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.claimUnique(msg, d.clock(), func(id string) bool {
+		r, ok := d.byID[id]
+		return ok && !r.IsFinished()
+	})
+	if msg.DuplicateOf == "" {
+		d.putLocked(NewRawResult(msg, d.Serializer()))
+	}
 	return nil
 }
 
@@ -152,5 +199,5 @@ func (d *DummyBackend) Results() []*RawResult { return d.all() }
 func (d *DummyBackend) Clear() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.byID, d.ids = nil, nil
+	d.byID, d.ids, d.unique = nil, nil, nil
 }

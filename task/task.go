@@ -10,6 +10,7 @@ package task
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -34,6 +35,14 @@ type config struct {
 	runAfter time.Duration // relative delay, resolved at Enqueue
 	runAt    time.Time     // absolute time; wins over runAfter when set last
 	limits   Limits
+
+	// Unique, UniqueKey and UniqueFor; the *Set flags tell an empty key or
+	// a zero window given by mistake from one not given at all.
+	unique       bool
+	uniqueKey    string
+	uniqueKeySet bool
+	uniqueFor    time.Duration
+	uniqueForSet bool
 }
 
 // Option changes how a task is enqueued; use it with Define or Using.
@@ -192,7 +201,8 @@ func (t *Task[A, R]) Call(ctx context.Context, args A) (R, error) {
 
 // Enqueue validates the task and its arguments and hands them to the
 // backend. Validation failures wrap ErrInvalidTask (or ErrUnknownBackend)
-// and say what is wrong.
+// and say what is wrong. A unique task (see Unique) that another task
+// holds the key of is not enqueued: the error is a *DuplicateError.
 func (t *Task[A, R]) Enqueue(ctx context.Context, args A) (*Result[R], error) {
 	b, msg, err := t.message(args, time.Now())
 	if err != nil {
@@ -201,12 +211,21 @@ func (t *Task[A, R]) Enqueue(ctx context.Context, args A) (*Result[R], error) {
 	if err := b.Enqueue(ctx, msg); err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", t.name, err)
 	}
+	if msg.DuplicateOf != "" {
+		return nil, fmt.Errorf("enqueue %s: %w", t.name, duplicate(msg))
+	}
 	return newResult[R](enqueued(ctx, b, msg), b)
 }
 
 // EnqueueMany enqueues one task per element of args. On backends that
 // support it (Redis) the whole batch is written in one round trip; either
 // every task is validated or none is enqueued.
+//
+// Duplicates of unique tasks (see Unique), of earlier tasks or of an
+// earlier element of args, do not stop the others: their results are nil
+// and the error joins one *DuplicateError per duplicate, each prefixed
+// with its index (errors.Is(err, ErrDuplicate) matches); every other
+// result is returned and enqueued.
 func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], error) {
 	if len(args) == 0 {
 		return nil, nil
@@ -233,12 +252,20 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 		}
 	}
 	out := make([]*Result[R], len(msgs))
+	var dups []error
 	for i, m := range msgs {
+		if m.DuplicateOf != "" {
+			dups = append(dups, fmt.Errorf("args[%d]: %w", i, duplicate(m)))
+			continue
+		}
 		r, err := newResult[R](enqueued(ctx, b, m), b)
 		if err != nil {
 			return nil, err
 		}
 		out[i] = r
+	}
+	if len(dups) > 0 {
+		return out, fmt.Errorf("enqueue %d × %s: %d of them not enqueued: %w", len(msgs), t.name, len(dups), errors.Join(dups...))
 	}
 	return out, nil
 }
@@ -286,7 +313,7 @@ func (c config) validate(b Backend) error {
 	if l.Timeout < 0 {
 		return invalid("Timeout %v is negative", l.Timeout)
 	}
-	return nil
+	return c.validateUnique(b)
 }
 
 // message validates the task against its backend and serializes args.
@@ -318,6 +345,7 @@ func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
 	return b, &Message{
 		ID: NewID(), TaskName: t.name, Queue: c.queue, Priority: c.priority, Backend: b.Name(),
 		Args: payload, EnqueuedAt: now, RunAfter: runAfter, Limits: c.limits.withDefaults(),
+		Unique: c.uniqueness(t.name, payload),
 	}, nil
 }
 
