@@ -29,6 +29,7 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 // refused) or can never claim it.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
+//	KEYS[7] unique
 //	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status
 //
 // Returns {'cancelled', value, finished_us, errors}, {'done', status} when
@@ -44,6 +45,7 @@ local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
 redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs)
 redis.call('PEXPIRE', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])
+release_unique(KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -85,11 +87,11 @@ return {'ok'}
 // first, then deferred) with everything stored about them. Running tasks
 // are in neither set and are not touched.
 //
-//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors
+//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors  KEYS[5] unique
 //	ARGV[1] limit
 //
 // Returns the number of tasks removed (less than the limit: none are left).
-var purgeScript = redis.NewScript(`
+var purgeScript = redis.NewScript(prelude + `
 local n = tonumber(ARGV[1])
 local removed = 0
 for _, set in ipairs({KEYS[2], KEYS[3]}) do
@@ -99,6 +101,7 @@ for _, set in ipairs({KEYS[2], KEYS[3]}) do
       redis.call('ZREM', set, id)
       redis.call('HDEL', KEYS[1], id)
       redis.call('HDEL', KEYS[4], id)
+      release_unique(KEYS[5], id)
     end
     removed = removed + #ids
   end
@@ -209,7 +212,7 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 // CancelIn is Cancel for a task known to be on queue.
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors},
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique},
 		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
@@ -281,7 +284,7 @@ func (b *Redis) Purge(ctx context.Context, queue string) (int, error) {
 	k := b.keys(queue)
 	total := 0
 	for {
-		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors}, purgeBatch).Int()
+		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique}, purgeBatch).Int()
 		if err != nil {
 			return total, fmt.Errorf("purge %s (%d removed): %w", queue, total, err)
 		}

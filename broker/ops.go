@@ -152,8 +152,8 @@ func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResu
 // attempt r.Attempts; otherwise it returns ErrLeaseLost and changes nothing.
 // It sets r.FinishedAt to the time Redis recorded.
 func (b *Redis) Finish(ctx context.Context, r *task.RawResult) error {
-	if !r.Status.IsFinished() {
-		return fmt.Errorf("finish %s: status %s is not final", r.ID, r.Status)
+	if r.Status != task.StatusComplete && r.Status != task.StatusFailed {
+		return fmt.Errorf("finish %s: status %s is not COMPLETE or FAILED", r.ID, r.Status)
 	}
 	return b.Store(ctx, r)[0]
 }
@@ -233,7 +233,7 @@ type scriptCall struct {
 func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 	k := b.keys(r.Queue)
 	switch {
-	case r.Status.IsFinished():
+	case r.Status == task.StatusComplete || r.Status == task.StatusFailed:
 		var errBlob []byte
 		if r.Err != nil {
 			var err error
@@ -245,7 +245,7 @@ func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 		if err != nil {
 			return scriptCall{}, fmt.Errorf("finish %s: %w", r.ID, err)
 		}
-		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors},
+		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique},
 			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob}}, nil
 	case r.Status == task.StatusNew:
 		errsBlob, err := encodeErrors(r.Errors)

@@ -21,7 +21,7 @@ import (
 //	T:errors   hash    id → msgpack list of the errors of earlier failed attempts (retries)
 //	T:wake     list    wake-up token for idle workers (at most one)
 //	T:dwake    list    wake-up token for schedulers (a new deferred task)
-//	T:r:<id>   hash    the finished result (COMPLETE or FAILED); expires after ResultTTL
+//	T:r:<id>   hash    the finished result (COMPLETE, FAILED or CANCELLED); expires after ResultTTL
 //	T:unique   hash    unique tasks held until they finish (task.Unique without UniqueFor):
 //	                   "k:<h>" → id of the holder, "i:<id>" → <h>, where <h> is the hex
 //	                   SHA-256 of task.Uniqueness.Key

@@ -223,3 +223,55 @@ func TestUniqueFinishFreesTheEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestUniqueEntryDeletedWhenTheTaskLeaves: finishing, cancelling and
+// purging a unique task delete its entry at once (not only at the next
+// enqueue of its key), so keys never enqueued again do not pile up.
+func TestUniqueEntryDeletedWhenTheTaskLeaves(t *testing.T) {
+	e := setup(t)
+	e.useRedis()
+	entries := func() int {
+		t.Helper()
+		if !e.m.Exists("{gotasks:default}:unique") {
+			return 0
+		}
+		fields, err := e.m.HKeys("{gotasks:default}:unique")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(fields)
+	}
+	enqueue := func(n int) *task.Result[int] {
+		t.Helper()
+		r, err := uniqTask.Enqueue(e.ctx, uniqArgs{n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := entries(); got != 2 {
+			t.Fatalf("after enqueueing: %d unique fields, want 2", got)
+		}
+		return r
+	}
+
+	enqueue(1)
+	e.finish(task.DefaultQueue)
+	if got := entries(); got != 0 {
+		t.Errorf("after finishing: %d unique fields left, want 0", got)
+	}
+
+	r := enqueue(2)
+	if _, err := e.b.Cancel(e.ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); got != 0 {
+		t.Errorf("after cancelling: %d unique fields left, want 0", got)
+	}
+
+	enqueue(3)
+	if n, err := e.b.Purge(e.ctx, task.DefaultQueue); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
+	}
+	if got := entries(); got != 0 {
+		t.Errorf("after purging: %d unique fields left, want 0", got)
+	}
+}

@@ -168,7 +168,7 @@ func NewRawResult(msg *Message, ser serializer.Serializer) *RawResult {
 	}
 }
 
-// IsFinished reports whether the status is COMPLETE or FAILED.
+// IsFinished reports whether the status is COMPLETE, FAILED or CANCELLED.
 func (r *RawResult) IsFinished() bool { return r.Status.IsFinished() }
 
 // Decode decodes the return value into v (a pointer). It returns
@@ -179,6 +179,8 @@ func (r *RawResult) Decode(v any) error {
 		return r.serializer().Unmarshal(r.Value, v)
 	case StatusFailed:
 		return failure(r.Err)
+	case StatusCancelled:
+		return fmt.Errorf("result %s: %w", r.ID, ErrCancelled)
 	}
 	return ErrNotFinished
 }
@@ -217,8 +219,10 @@ const (
 	StatusFailed   Status = "FAILED"
 )
 
-// IsFinished reports whether s is COMPLETE or FAILED.
-func (s Status) IsFinished() bool { return s == StatusComplete || s == StatusFailed }
+// IsFinished reports whether s is final: COMPLETE, FAILED or CANCELLED.
+func (s Status) IsFinished() bool {
+	return s == StatusComplete || s == StatusFailed || s == StatusCancelled
+}
 
 // DefaultBackendName is the backend a task uses unless told otherwise.
 const DefaultBackendName = "default"

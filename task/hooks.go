@@ -42,8 +42,9 @@ func OnEnqueued(h Hook) (remove func()) { return addHook(hookEnqueued, h) }
 func OnStarted(h Hook) (remove func()) { return addHook(hookStarted, h) }
 
 // OnFinished registers h to run when a task has finished and its result is
-// stored, COMPLETE or FAILED (in the worker process). It returns a function
-// that removes the hook.
+// stored, COMPLETE or FAILED (in the worker process). Cancelling a task
+// does not run it: no worker is involved. It returns a function that
+// removes the hook.
 func OnFinished(h Hook) (remove func()) { return addHook(hookFinished, h) }
 
 func addHook(k hookKind, h Hook) func() {

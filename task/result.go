@@ -72,9 +72,7 @@ func (r *Result[R]) Value() (R, error) {
 
 // IsFinished reports whether the task is COMPLETE, FAILED or CANCELLED.
 func (r *Result[R]) IsFinished() bool {
-	// Checked here too while Status.IsFinished (backend.go) does not know
-	// CANCELLED yet, so that Wait ends on a cancelled task.
-	return r.Status.IsFinished() || r.Status == StatusCancelled
+	return r.Status.IsFinished()
 }
 
 // Refresh reloads the result from its backend.
