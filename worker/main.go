@@ -225,11 +225,14 @@ func (c Config) NewLogger(w io.Writer) *slog.Logger {
 //	os.Exit(worker.Main(os.Args))
 //
 // It returns the process exit code: 0 after a clean stop, 2 for bad flags,
-// 1 for other errors.
+// 1 for other errors. `worker admin <command>` runs Admin instead.
 func Main(args []string) int {
 	name := "worker"
 	if len(args) > 0 {
 		name, args = args[0], args[1:]
+	}
+	if len(args) > 0 && args[0] == "admin" {
+		return adminMain(args[1:])
 	}
 	cfg, err := ParseFlags(name, args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {

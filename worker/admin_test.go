@@ -1,0 +1,393 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/serializer"
+	"github.com/gotasks/gotasks/task"
+	"github.com/gotasks/gotasks/worker"
+)
+
+// adminEnv is a miniredis with a broker to seed it, and the --redis-url
+// the admin commands reach it with.
+type adminEnv struct {
+	t   *testing.T
+	ctx context.Context
+	m   *miniredis.Miniredis
+	b   *broker.Redis
+	url string
+}
+
+func newAdminEnv(t *testing.T) *adminEnv {
+	t.Helper()
+	// The connection flags must not pick up the environment of whoever
+	// runs the tests.
+	t.Setenv("GOTASKS_REDIS_URL", "")
+	t.Setenv("GOTASKS_REDIS_PASSWORD", "")
+	m := miniredis.RunT(t)
+	url := "redis://" + m.Addr() + "/0"
+	b, err := broker.OpenWith(url, broker.Options{ResultTTL: 90 * 24 * time.Hour}, broker.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return &adminEnv{t: t, ctx: context.Background(), m: m, b: b, url: url}
+}
+
+func (e *adminEnv) enqueue(name, queue string, prio int, runAfter time.Time, args any) string {
+	e.t.Helper()
+	raw, err := serializer.Default.Marshal(args)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	msg := &task.Message{ID: task.NewID(), TaskName: name, Queue: queue, Priority: prio, Backend: "default",
+		Args: raw, EnqueuedAt: time.Now(), RunAfter: runAfter}
+	if err := e.b.Enqueue(e.ctx, msg); err != nil {
+		e.t.Fatal(err)
+	}
+	return msg.ID
+}
+
+func (e *adminEnv) claim(queue string) *task.RawResult {
+	e.t.Helper()
+	got, err := e.b.Claim(e.ctx, []string{queue}, 1, time.Minute, "w-1")
+	if err != nil || len(got) != 1 || got[0].Bad != nil {
+		e.t.Fatalf("Claim(%s) = %v, %v", queue, got, err)
+	}
+	return got[0].Result
+}
+
+// fail enqueues a task on queue and fails its only attempt.
+func (e *adminEnv) fail(queue, msg string) string {
+	e.t.Helper()
+	id := e.enqueue("admintest.fail", queue, 0, time.Time{}, 1)
+	r := e.claim(queue)
+	task.Fail(r, errors.New(msg))
+	if r.Status != task.StatusFailed {
+		e.t.Fatalf("Fail left status %s", r.Status)
+	}
+	if err := e.b.Finish(e.ctx, r); err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+// complete enqueues a task on queue and completes it with value (nil: raw
+// bytes that no serializer made).
+func (e *adminEnv) complete(queue string, value any, raw []byte) string {
+	e.t.Helper()
+	id := e.enqueue("admintest.ok", queue, 0, time.Time{}, 1)
+	r := e.claim(queue)
+	r.Status, r.Value = task.StatusComplete, raw
+	if value != nil {
+		var err error
+		if r.Value, err = serializer.Default.Marshal(value); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := e.b.Finish(e.ctx, r); err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
+func (e *adminEnv) run(stdin string, args ...string) (int, string, string) {
+	e.t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(args, "--redis-url", e.url)
+	code := worker.Admin(e.ctx, args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func (e *adminEnv) wantStatus(id string, want task.Status) {
+	e.t.Helper()
+	r, err := e.b.GetResult(e.ctx, id)
+	if err != nil || r.Status != want {
+		e.t.Fatalf("GetResult(%s) = %v, %v; want %s", id, r, err, want)
+	}
+}
+
+func decodeJSON[T any](t *testing.T, s string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, s)
+	}
+	return v
+}
+
+func TestAdminQueues(t *testing.T) {
+	e := newAdminEnv(t)
+	e.enqueue("admintest.a", "alpha", 0, time.Time{}, 1)
+	e.enqueue("admintest.a", "alpha", 5, time.Time{}, 2)
+	e.enqueue("admintest.a", "alpha", 0, time.Now().Add(time.Hour), 3)
+	e.enqueue("admintest.b", "beta", 0, time.Time{}, 1)
+	e.claim("beta")
+
+	code, out, errOut := e.run("", "queues")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "QUEUE") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); f[0] != "alpha" || f[1] != "2" || f[2] != "1" || f[3] != "0" {
+		t.Errorf("alpha row %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[0] != "beta" || f[1] != "0" || f[2] != "0" || f[3] != "1" || f[4] != "-" {
+		t.Errorf("beta row %q", lines[2])
+	}
+
+	code, out, errOut = e.run("", "queues", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	qs := decodeJSON[[]map[string]any](t, out)
+	if len(qs) != 2 || qs[0]["queue"] != "alpha" || qs[0]["pending"] != 2.0 || qs[0]["deferred"] != 1.0 ||
+		qs[1]["running"] != 1.0 || qs[1]["oldest_pending_age_seconds"] != 0.0 {
+		t.Errorf("JSON %v", qs)
+	}
+	if _, ok := qs[0]["next_pending_age_seconds"]; !ok {
+		t.Errorf("JSON lacks the next task's age: %v", qs[0])
+	}
+}
+
+func TestAdminTasks(t *testing.T) {
+	e := newAdminEnv(t)
+	low := e.enqueue("admintest.low", "q", -3, time.Time{}, 1)
+	high := e.enqueue("admintest.high", "q", 7, time.Time{}, 2)
+	later := time.Now().Add(time.Hour)
+	deferred := e.enqueue("admintest.later", "q", 0, later, 3)
+	running := e.enqueue("admintest.run", "r", 0, time.Time{}, 4)
+	e.claim("r")
+
+	code, out, errOut := e.run("", "tasks", "--queue", "q")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], high+" ") || !strings.HasPrefix(lines[2], low+" ") {
+		t.Fatalf("pending in claim order, high first:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); f[1] != "admintest.high" || f[2] != "7" || f[3] != "0" {
+		t.Errorf("row %q", lines[1])
+	}
+
+	code, out, _ = e.run("", "tasks", "--queue", "q", "--limit", "1", "--offset", "1", "--json")
+	if got := decodeJSON[[]map[string]any](t, out); code != 0 || len(got) != 1 || got[0]["id"] != low || got[0]["priority"] != -3.0 {
+		t.Errorf("page 2 of 1 = %d %v", code, got)
+	}
+
+	code, out, _ = e.run("", "tasks", "--queue", "q", "--state", "deferred", "--json")
+	got := decodeJSON[[]map[string]any](t, out)
+	if code != 0 || len(got) != 1 || got[0]["id"] != deferred {
+		t.Fatalf("deferred = %d %v", code, got)
+	}
+	if ra, _ := time.Parse(time.RFC3339Nano, got[0]["run_after"].(string)); ra.Sub(later).Abs() > time.Second {
+		t.Errorf("run_after %v, want %v", got[0]["run_after"], later)
+	}
+
+	code, out, _ = e.run("", "tasks", "--queue", "r", "--state", "running")
+	if code != 0 || !strings.Contains(out, running) || !strings.Contains(out, "w-1") {
+		t.Errorf("running = %d\n%s", code, out)
+	}
+}
+
+func TestAdminShow(t *testing.T) {
+	e := newAdminEnv(t)
+	failed := e.fail("q", "the disk is full")
+	done := e.complete("q", map[string]any{"sum": 3, "parts": []any{1, 2}}, nil)
+	binary := e.complete("q", nil, []byte{0xc1, 0xff})
+
+	code, out, errOut := e.run("", "show", failed)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"status:", "FAILED", "admintest.fail", "w-1", "error of attempt 1:", "the disk is full", "1 of 1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show FAILED lacks %q:\n%s", want, out)
+		}
+	}
+	// The traceback is printed indented under its error.
+	if !strings.Contains(out, "\n    ") {
+		t.Errorf("no traceback:\n%s", out)
+	}
+
+	code, out, _ = e.run("", "show", "--json", failed)
+	j := decodeJSON[map[string]any](t, out)
+	errs, _ := j["errors"].([]any)
+	if code != 0 || j["status"] != "FAILED" || len(errs) != 1 || !strings.Contains(errs[0].(map[string]any)["traceback"].(string), "the disk is full") {
+		t.Errorf("show --json FAILED = %d %v", code, j)
+	}
+
+	code, out, _ = e.run("", "show", done, "--json")
+	j = decodeJSON[map[string]any](t, out)
+	if v, _ := j["return_value"].(map[string]any); code != 0 || v["sum"] != 3.0 || len(v["parts"].([]any)) != 2 {
+		t.Errorf("show --json COMPLETE = %d %v", code, j)
+	}
+	code, out, _ = e.run("", "show", done)
+	if code != 0 || !strings.Contains(out, `{"parts":[1,2],"sum":3}`) {
+		t.Errorf("show COMPLETE = %d\n%s", code, out)
+	}
+
+	code, out, _ = e.run("", "show", binary)
+	if code != 0 || !strings.Contains(out, "undecodable (2 bytes)") {
+		t.Errorf("show of an undecodable value = %d\n%s", code, out)
+	}
+}
+
+func TestAdminRetryAndCancel(t *testing.T) {
+	e := newAdminEnv(t)
+	failed := e.fail("q", "boom")
+	pending := e.enqueue("admintest.p", "p", 0, time.Time{}, 1)
+
+	code, _, errOut := e.run("", "retry", pending)
+	if code != 1 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "only a FAILED task") {
+		t.Errorf("retry of a NEW task = %d, %q", code, errOut)
+	}
+	code, out, errOut := e.run("", "retry", failed)
+	if code != 0 || !strings.Contains(out, "retrying "+failed) {
+		t.Fatalf("retry = %d %q %q", code, out, errOut)
+	}
+	e.wantStatus(failed, task.StatusNew)
+
+	code, out, errOut = e.run("", "cancel", "--json", pending)
+	if j := decodeJSON[map[string]any](t, out); code != 0 || j["status"] != "CANCELLED" {
+		t.Fatalf("cancel = %d %v %q", code, j, errOut)
+	}
+	e.wantStatus(pending, task.StatusCancelled)
+	code, _, errOut = e.run("", "cancel", pending)
+	if code != 1 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "CANCELLED") {
+		t.Errorf("second cancel = %d, %q", code, errOut)
+	}
+}
+
+func TestAdminPurge(t *testing.T) {
+	e := newAdminEnv(t)
+	for i := range 3 {
+		e.enqueue("admintest.p", "q", 0, time.Time{}, i)
+	}
+	e.enqueue("admintest.p", "q", 0, time.Now().Add(time.Hour), 9)
+	e.enqueue("admintest.p", "other", 0, time.Time{}, 1)
+	count := func(q string) int64 {
+		t.Helper()
+		c, err := e.b.Count(e.ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Pending + c.Deferred
+	}
+
+	for _, answer := range []string{"", "y\n", "other\n"} {
+		code, _, errOut := e.run(answer, "purge", "--queue", "q")
+		if code != 1 || !strings.Contains(errOut, "Type the queue name") || !strings.Contains(errOut, "not confirmed") {
+			t.Errorf("answer %q: exit %d, %q", answer, code, errOut)
+		}
+	}
+	if n := count("q"); n != 4 {
+		t.Fatalf("unconfirmed purge removed tasks: %d left", n)
+	}
+
+	code, out, errOut := e.run("q\n", "purge", "--queue", "q")
+	if code != 0 || !strings.Contains(out, "purged 4 tasks") {
+		t.Fatalf("confirmed purge = %d %q %q", code, out, errOut)
+	}
+	if count("q") != 0 || count("other") != 1 {
+		t.Errorf("after purge: q %d, other %d", count("q"), count("other"))
+	}
+
+	code, out, _ = e.run("", "purge", "--queue", "other", "--yes", "--json")
+	if j := decodeJSON[map[string]any](t, out); code != 0 || j["purged"] != 1.0 {
+		t.Errorf("purge --yes = %d %v", code, j)
+	}
+}
+
+func TestAdminPrune(t *testing.T) {
+	e := newAdminEnv(t)
+	now := time.Now()
+	e.m.SetTime(now.Add(-20 * 24 * time.Hour))
+	old := e.complete("q", 1, nil)
+	oldFailed := e.fail("q", "boom")
+	e.m.SetTime(now.Add(-10 * 24 * time.Hour))
+	recent := e.complete("q", 1, nil)
+	e.m.SetTime(now)
+
+	code, out, errOut := e.run("", "prune", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would delete 2 results") {
+		t.Fatalf("dry run = %d %q %q", code, out, errOut)
+	}
+	for _, id := range []string{old, oldFailed, recent} {
+		e.wantStatus(id, map[string]task.Status{old: task.StatusComplete, oldFailed: task.StatusFailed, recent: task.StatusComplete}[id])
+	}
+
+	// FAILED results kept longer: only the old COMPLETE one goes.
+	code, out, _ = e.run("", "prune", "--failed-min-age-days", "30", "--queue", "q", "--json")
+	if j := decodeJSON[map[string]any](t, out); code != 0 || j["results"] != 1.0 || j["dry_run"] != false {
+		t.Fatalf("prune = %d %v", code, j)
+	}
+	if _, err := e.b.GetResult(e.ctx, old); !errors.Is(err, task.ErrResultNotFound) {
+		t.Errorf("old result still there: %v", err)
+	}
+	e.wantStatus(oldFailed, task.StatusFailed)
+
+	code, out, _ = e.run("", "prune", "--min-age-days", "5")
+	if code != 0 || !strings.Contains(out, "deleted 2 results") {
+		t.Errorf("prune 5 days = %d %q", code, out)
+	}
+}
+
+func TestAdminExitCodes(t *testing.T) {
+	e := newAdminEnv(t)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"show", task.NewID()}, 1, "not found"},
+		{[]string{"show", "not-an-id"}, 1, "not found"},
+		{[]string{"retry", task.NewID()}, 1, "not found"},
+		{[]string{"show"}, 2, "want one task id"},
+		{[]string{"show", "a", "b"}, 2, "want one task id"},
+		{[]string{"tasks"}, 2, "--queue is required"},
+		{[]string{"tasks", "--queue", "q", "--state", "done"}, 2, "--state must be"},
+		{[]string{"tasks", "--queue", "q", "--limit", "0"}, 2, "--limit"},
+		{[]string{"purge"}, 2, "--queue is required"},
+		{[]string{"queues", "--bogus"}, 2, "bogus"},
+		{[]string{"queues", "extra"}, 2, "unexpected argument"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"queues", "--tls-ca", "x.pem"}, 2, "rediss://"},
+	} {
+		code, _, errOut := e.run("", c.args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errOut, c.code, c.want)
+		}
+	}
+	if code := worker.Admin(e.ctx, nil, strings.NewReader(""), io.Discard, io.Discard); code != 2 {
+		t.Errorf("no command: exit %d", code)
+	}
+	var memErr bytes.Buffer
+	if code := worker.Admin(e.ctx, []string{"queues", "--redis-url", "memory://"}, strings.NewReader(""), io.Discard, &memErr); code != 2 || !strings.Contains(memErr.String(), "memory://") {
+		t.Errorf("memory://: exit %d, %q", code, memErr.String())
+	}
+	if code := worker.Admin(e.ctx, []string{"queues", "--help"}, strings.NewReader(""), io.Discard, io.Discard); code != 0 {
+		t.Errorf("--help: exit %d", code)
+	}
+	// A Redis that does not answer is a failed operation, not bad usage.
+	addr := e.m.Addr()
+	e.m.Close()
+	var errOut bytes.Buffer
+	if code := worker.Admin(e.ctx, []string{"queues", "--redis-url", "redis://" + addr + "/0"}, strings.NewReader(""), io.Discard, &errOut); code != 1 {
+		t.Errorf("Redis down: exit %d, %q", code, errOut.String())
+	}
+}
