@@ -456,7 +456,7 @@ func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
 	}
 	out := make([]QueueStat, 0, len(queues))
 	for _, q := range queues {
-		s, err := b.queueStat(ctx, q)
+		s, err := b.StatsOf(ctx, q)
 		if err != nil {
 			return nil, err
 		}
@@ -465,7 +465,8 @@ func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
 	return out, nil
 }
 
-func (b *Redis) queueStat(ctx context.Context, queue string) (QueueStat, error) {
+// StatsOf returns the QueueStat of one queue, in one script call.
+func (b *Redis) StatsOf(ctx context.Context, queue string) (QueueStat, error) {
 	k := b.keys(queue)
 	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks}).Slice()
 	if err != nil {

@@ -11,8 +11,9 @@
 //
 // The queue metrics describe Redis, so every process that exports them
 // reports the same values: aggregate them with max, not sum. The age of a
-// queue is that of its next task; a retried task counts from when it was
-// first due, not from its retry.
+// queue is that of the pending task that has waited longest at any
+// priority (broker.QueueStat.OldestAge); a retried task counts from when it
+// was first due, not from its retry.
 package metrics
 
 import (
@@ -28,7 +29,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
@@ -110,7 +110,7 @@ func New(b *broker.Redis, opts Options) *Collector {
 			"Unfinished tasks of a queue in Redis by state: pending (ready), deferred (waiting for their time or a retry) or running.",
 			[]string{"queue", "state"}, nil),
 		ageDesc: prometheus.NewDesc("gotasks_queue_oldest_pending_age_seconds",
-			"Seconds since the next task to be claimed from the queue became due (its run_after, else its enqueue time): the oldest pending task of the highest priority waiting; 0 when none is pending.",
+			"Seconds since the pending task that has waited longest, at any priority, became due (its run_after, else its enqueue time); 0 when none is pending.",
 			[]string{"queue"}, nil),
 		upDesc: prometheus.NewDesc("gotasks_redis_up",
 			"1 if this scrape read the queue metrics from Redis, 0 if Redis failed or did not answer within the scrape timeout (the queue metrics are then missing).",
@@ -228,26 +228,16 @@ func (q queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.upDesc, prometheus.GaugeValue, 1)
 	for _, s := range stats {
-		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.counts.Pending), s.queue, "pending")
-		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.counts.Deferred), s.queue, "deferred")
-		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.counts.Running), s.queue, "running")
-		if s.ageKnown {
-			ch <- prometheus.MustNewConstMetric(c.ageDesc, prometheus.GaugeValue, s.age.Seconds(), s.queue)
-		}
+		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Pending), s.Queue, "pending")
+		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Deferred), s.Queue, "deferred")
+		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Running), s.Queue, "running")
+		ch <- prometheus.MustNewConstMetric(c.ageDesc, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Queue)
 	}
 }
 
-type queueStats struct {
-	queue    string
-	counts   broker.Counts
-	age      time.Duration
-	ageKnown bool
-}
-
-// readQueues reads each queue's counts and the due time of its head task:
-// a pipelined ZCARD per state, a ZRANGE of one id, and one read of that
-// task, per queue.
-func (c *Collector) readQueues(ctx context.Context) ([]queueStats, error) {
+// readQueues reads each queue's counts and the age of its oldest pending
+// task, one script call per queue (broker.StatsOf).
+func (c *Collector) readQueues(ctx context.Context) ([]broker.QueueStat, error) {
 	queues := c.opts.Queues
 	if len(queues) == 0 {
 		var err error
@@ -255,55 +245,15 @@ func (c *Collector) readQueues(ctx context.Context) ([]queueStats, error) {
 			return nil, err
 		}
 	}
-	stats := make([]queueStats, 0, len(queues))
+	stats := make([]broker.QueueStat, 0, len(queues))
 	for _, q := range queues {
-		counts, err := c.b.Count(ctx, q)
+		s, err := c.b.StatsOf(ctx, q)
 		if err != nil {
-			return nil, fmt.Errorf("count queue %s: %w", q, err)
-		}
-		s := queueStats{queue: q, counts: counts, ageKnown: true}
-		if counts.Pending > 0 {
-			if s.age, err = c.headAge(ctx, q); err != nil {
-				if ctx.Err() != nil {
-					return nil, err
-				}
-				// A head task that does not decode stays at the head until
-				// a worker fails it: it must not hide the other queues.
-				c.log.Warn("metrics: cannot read the age of a queue", "queue", q, "err", err)
-				s.ageKnown = false
-			}
+			return nil, fmt.Errorf("queue %s: %w", q, err)
 		}
 		stats = append(stats, s)
 	}
 	return stats, nil
-}
-
-// headAge returns how long the next task to be claimed from queue has been
-// due. The pending set is ordered by priority and then enqueue sequence,
-// not by time, so the time is read from the task itself.
-func (c *Collector) headAge(ctx context.Context, queue string) (time.Duration, error) {
-	// The key layout is broker's (see broker/scripts.go), which has no
-	// call that returns the head of a queue.
-	pending := "{" + c.b.Options().Prefix + ":" + queue + "}:pending"
-	ids, err := c.b.Client().ZRange(ctx, pending, 0, 0).Result()
-	if err != nil {
-		return 0, fmt.Errorf("head of queue %s: %w", queue, err)
-	}
-	if len(ids) == 0 {
-		return 0, nil // claimed since it was counted
-	}
-	r, err := c.b.GetResultIn(ctx, queue, ids[0])
-	if errors.Is(err, task.ErrResultNotFound) || errors.Is(err, redis.Nil) {
-		return 0, nil // claimed and finished meanwhile
-	}
-	if err != nil {
-		return 0, fmt.Errorf("head of queue %s: %w", queue, err)
-	}
-	due := r.EnqueuedAt
-	if r.RunAfter.After(due) {
-		due = r.RunAfter
-	}
-	return max(time.Since(due), 0), nil
 }
 
 // Path is where Serve exposes the metrics.
