@@ -576,7 +576,9 @@ func (a *adminRun) purge(ctx context.Context) error {
 		}
 	}
 	fmt.Fprintf(a.stderr, "purging queue %q...\n", a.queue)
+	stopProgress := a.purgeProgress(ctx, c.Pending+c.Deferred)
 	n, err := a.b.Purge(ctx, a.queue)
+	stopProgress()
 	if err != nil {
 		return fmt.Errorf("after %d removed: %w", n, err)
 	}
@@ -585,6 +587,36 @@ func (a *adminRun) purge(ctx context.Context) error {
 	}
 	fmt.Fprintf(a.stdout, "purged %d tasks from queue %q\n", n, a.queue)
 	return nil
+}
+
+// purgeProgress prints, once a second until stopped, about how many tasks
+// the running Purge has removed: it removes them in batches but reports
+// only its total, so the count is before minus what is left (tasks
+// enqueued meanwhile make it low). The returned func returns once nothing
+// more is printed.
+func (a *adminRun) purgeProgress(ctx context.Context, before int64) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if c, err := a.b.Count(ctx, a.queue); err == nil {
+					fmt.Fprintf(a.stderr, "purged about %d so far\n", max(before-c.Pending-c.Deferred, 0))
+				}
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 func (a *adminRun) prune(ctx context.Context) error {
