@@ -35,3 +35,14 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminDispatch: `worker admin ...` reaches the admin command (its
+// usage errors exit 2, --help exits 0), not the worker's flag parser.
+func TestAdminDispatch(t *testing.T) {
+	if code := run([]string{"worker", "admin", "--help"}); code != 0 {
+		t.Errorf("worker admin --help exit code %d, want 0", code)
+	}
+	if code := run([]string{"worker", "admin", "no-such-command"}); code != 2 {
+		t.Errorf("worker admin no-such-command exit code %d, want 2", code)
+	}
+}

@@ -2,6 +2,7 @@
 //
 //	worker --redis-url redis://127.0.0.1:6379/0 --queue default --concurrency 8
 //	worker demo        # embedded in-memory Redis, demo tasks, results printed
+//	worker admin queues  # inspect and manage queues (see worker admin --help)
 //
 // Go cannot load code at run time, so a real deployment builds its own
 // worker: a main that imports the packages defining its tasks and calls
@@ -23,6 +24,9 @@ func main() { os.Exit(run(os.Args)) }
 
 func run(args []string) int {
 	name, rest := args[0], args[1:]
+	if len(rest) > 0 && rest[0] == "admin" {
+		return worker.Main(args) // worker admin <command>: inspect and manage queues
+	}
 	demo := len(rest) > 0 && rest[0] == "demo"
 	if demo {
 		name, rest = name+" demo", rest[1:]
