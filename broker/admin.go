@@ -35,10 +35,15 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 // Returns {'cancelled', value, finished_us, errors}, {'done', status} when
 // the task has finished, {'running'} or {'missing'}.
 var cancelScript = redis.NewScript(prelude + `
-local st = redis.call('HGET', KEYS[5], 's')
-if st then return {'done', st} end
+-- The live task first: an id enqueued again after its first copy finished
+-- has both, and the live copy is the one to cancel (its result replaces
+-- the old one).
 local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then return {'missing'} end
+if not v then
+  local st = redis.call('HGET', KEYS[5], 's')
+  if st then return {'done', st} end
+  return {'missing'}
+end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {'running'} end
 local us = now_us()
 local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
@@ -246,6 +251,9 @@ func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult
 // attempt and no automatic retries. A task that failed with
 // gotasks.TooManyDeliveries fails the same way at once, since its lost
 // deliveries still count. Its FAILED result is gone once it is retried.
+// A unique task (task.Unique) does not take its key back: its failure
+// released it, and another task may hold it now, so while it runs again a
+// duplicate of it can be enqueued.
 func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 	q, err := b.findQueue(ctx, id)
 	if err != nil {
@@ -282,17 +290,25 @@ const purgeBatch = 1000
 // may not be removed.
 func (b *Redis) Purge(ctx context.Context, queue string) (int, error) {
 	k := b.keys(queue)
+	// What waits now, and no more: with producers enqueueing as fast as
+	// batches are removed the loop would not end.
+	c, err := b.Count(ctx, queue)
+	if err != nil {
+		return 0, fmt.Errorf("purge %s: %w", queue, err)
+	}
+	limit := int(c.Pending + c.Deferred)
 	total := 0
-	for {
-		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique}, purgeBatch).Int()
+	for total < limit {
+		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique}, min(purgeBatch, limit-total)).Int()
 		if err != nil {
 			return total, fmt.Errorf("purge %s (%d removed): %w", queue, total, err)
 		}
 		total += n
-		if n < purgeBatch {
-			return total, nil
+		if n == 0 {
+			break
 		}
 	}
+	return total, nil
 }
 
 // pruneBatch is how many keys one SCAN step asks for and one delete script
@@ -512,6 +528,9 @@ const (
 	StateRunning  State = "running"  // claimed, the earliest lease expiry first
 )
 
+// MaxListLimit bounds the page ListTasks reads in one script call.
+const MaxListLimit = 1000
+
 // ListTasks returns up to limit tasks of queue in state, skipping the
 // first offset, in the order given for each State. A page is read in one
 // consistent step; pages read one after another may overlap or miss tasks
@@ -523,6 +542,10 @@ func (b *Redis) ListTasks(ctx context.Context, queue string, state State, offset
 	}
 	if limit == 0 {
 		return nil, nil
+	}
+	// One script call reads the whole page: keep it short for Redis.
+	if limit > MaxListLimit {
+		return nil, fmt.Errorf("list %s tasks of %s: limit %d is over %d (page with offset)", state, queue, limit, MaxListLimit)
 	}
 	k := b.keys(queue)
 	var set string

@@ -439,3 +439,29 @@ func TestCancelAfterLeaseLost(t *testing.T) {
 		t.Errorf("status %s, want CANCELLED", got.Status)
 	}
 }
+
+// TestCancelIDEnqueuedAgain: an id enqueued again after its first copy
+// finished is cancelled (the live copy), not refused because of the old
+// result.
+func TestCancelIDEnqueuedAgain(t *testing.T) {
+	e := setup(t)
+	m := newMsg(t, "brokertest.cancel", "q", 0, 1)
+	e.enqueue(m)
+	r := e.claim1("q", "w", time.Minute)
+	r.Status = task.StatusComplete
+	if err := e.b.Finish(e.ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	again := *m
+	e.enqueue(&again)
+	got, err := e.b.Cancel(e.ctx, m.ID)
+	if err != nil {
+		t.Fatalf("Cancel of the id's live copy: %v", err)
+	}
+	if got.Status != task.StatusCancelled || e.get(m.ID).Status != task.StatusCancelled {
+		t.Errorf("after Cancel: returned %s, stored %s; want CANCELLED", got.Status, e.get(m.ID).Status)
+	}
+	if c := e.count("q"); c.Pending != 0 {
+		t.Errorf("the cancelled copy is still pending: %+v", c)
+	}
+}

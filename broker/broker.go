@@ -277,7 +277,14 @@ func (b *Redis) Enqueue(ctx context.Context, msg *task.Message) error {
 func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 	byQueue := map[string]*batch{}
 	var order []string
+	seen := make(map[string]bool, len(msgs))
 	for _, m := range msgs {
+		// The script checks ids against stored tasks only: the same id
+		// twice in one batch would be stored twice over one value.
+		if seen[m.ID] {
+			return fmt.Errorf("enqueue %d tasks: %w: task id %s twice in one batch", len(msgs), task.ErrInvalidTask, m.ID)
+		}
+		seen[m.ID] = true
 		env, err := encodeEnvelope(m)
 		if err != nil {
 			return err
@@ -362,59 +369,75 @@ func (b *Redis) enqueue(ctx context.Context, order []string, byQueue map[string]
 		ks := append([]string{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique}, byQueue[q].unique...)
 		cmds[i] = enqueueScript.EvalSha(ctx, pipe, ks, byQueue[q].args...)
 	}
-	if err := pipes.exec(ctx); err != nil {
-		for i, c := range cmds {
-			if e := c.Err(); e != nil && strings.HasPrefix(e.Error(), "NOSCRIPT") {
-				noScript = append(noScript, order[i])
-			}
-		}
-		if r := pipes.replicated(); r != nil {
-			unconfirmed = fmt.Errorf("enqueue %d tasks: %w", total, r)
-		}
-		return noScript, unconfirmed, fmt.Errorf("enqueue %d tasks: %w", total, err)
-	}
-	b.mu.Lock()
-	for _, q := range order {
-		b.known[q] = true
-	}
-	b.mu.Unlock()
-	for _, sadd := range registered {
-		if sadd.Val() == 1 {
-			b.announceQueue(ctx)
-			break
-		}
-	}
+	// Every script that ran is read, even when another failed: its
+	// duplicates must be reported and its queue registered. Only the
+	// NOSCRIPT ones (they did not run) go back to the caller to retry.
+	execErr := pipes.exec(ctx)
+	var failed error
+	announce := false
 	for i, c := range cmds {
-		res, err := enqueueReply(c, byQueue[order[i]].msgs)
-		if err != nil {
-			return nil, nil, fmt.Errorf("enqueue on %s: %w", order[i], err)
+		q := order[i]
+		if e := c.Err(); e != nil {
+			if strings.HasPrefix(e.Error(), "NOSCRIPT") {
+				noScript = append(noScript, q)
+			} else if failed == nil {
+				failed = fmt.Errorf("enqueue on %s: %w", q, e)
+			}
+			continue
 		}
-		// The queue is new to Redis although this process registered it
-		// before: Redis lost its data (a restart without persistence, a
-		// flush, a failover). Register it again, or GetResult and "*"
-		// workers miss it.
-		if res[1] == 1 && registered[order[i]] == nil {
+		res, err := enqueueReply(c, byQueue[q].msgs)
+		if err != nil {
+			if failed == nil {
+				failed = fmt.Errorf("enqueue on %s: %w", q, err)
+			}
+			continue
+		}
+		sadd := registered[q]
+		switch {
+		case sadd != nil && sadd.Err() == nil:
+			announce = announce || sadd.Val() == 1
+			b.markKnown(q)
+		case sadd == nil && res[1] == 1:
+			// The queue is new to Redis although this process registered
+			// it before: Redis lost its data (a restart without
+			// persistence, a flush, a failover). Register it again, or
+			// GetResult and "*" workers miss it.
 			again := b.newPipelines()
 			pipe, err := again.forKey(ctx, b.queueSet())
 			if err != nil {
-				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
+				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", q, err)
 			}
-			sadd := pipe.SAdd(ctx, b.queueSet(), order[i])
+			sadd := pipe.SAdd(ctx, b.queueSet(), q)
 			if err := again.exec(ctx); err != nil {
-				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", order[i], err)
+				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", q, err)
 			}
-			if sadd.Val() == 1 {
-				b.announceQueue(ctx)
-			}
+			announce = announce || sadd.Val() == 1
 			if r := again.replicated(); r != nil && unconfirmed == nil {
-				unconfirmed = fmt.Errorf("enqueue on %s: register queue: %w", order[i], r)
+				unconfirmed = fmt.Errorf("enqueue on %s: register queue: %w", q, r)
 			}
 		}
 	}
-	if r := pipes.replicated(); r != nil {
+	if announce {
+		b.announceQueue(ctx)
+	}
+	if r := pipes.replicated(); r != nil && unconfirmed == nil {
 		unconfirmed = fmt.Errorf("enqueue %d tasks: %w", total, r)
 	}
+	switch {
+	case failed != nil:
+		return nil, unconfirmed, failed
+	case len(noScript) > 0 || execErr != nil:
+		// NOSCRIPT (retried by the caller), or a registration that failed.
+		return noScript, unconfirmed, fmt.Errorf("enqueue %d tasks: %w", total, execErr)
+	}
 	return nil, unconfirmed, nil
+}
+
+// markKnown records that this process registered queue in the queue set.
+func (b *Redis) markKnown(queue string) {
+	b.mu.Lock()
+	b.known[queue] = true
+	b.mu.Unlock()
 }
 
 // enqueueReply reads the enqueue script's reply: it sets DuplicateOf on the

@@ -85,3 +85,20 @@ func TestStoreBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestEnqueueManyRefusesAnIDTwice: one id twice in a batch (one ready, one
+// deferred) would leave it in two sets over one stored value; the batch is
+// refused whole.
+func TestEnqueueManyRefusesAnIDTwice(t *testing.T) {
+	e := setup(t)
+	m := newMsg(t, "brokertest.twice", "q", 0, 1)
+	twin := *m
+	twin.RunAfter = time.Now().Add(time.Hour)
+	err := e.b.EnqueueMany(e.ctx, []*task.Message{m, &twin})
+	if !errors.Is(err, task.ErrInvalidTask) {
+		t.Fatalf("EnqueueMany with an id twice: %v, want ErrInvalidTask", err)
+	}
+	if c := e.count("q"); c != (broker.Counts{}) {
+		t.Errorf("something was stored: %+v", c)
+	}
+}
