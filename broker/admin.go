@@ -515,8 +515,26 @@ func (b *Redis) dueAge(queue, id, value string, now time.Time) time.Duration {
 	if r.RunAfter.After(due) {
 		due = r.RunAfter
 	}
+	// A retried or promoted task became ready when it got its sequence
+	// number (next_seq in scripts.go: at least 16 per ms since 2025), not
+	// when it was first enqueued: a task enqueued days ago and retried now
+	// has not waited for days.
+	header, _, _ := strings.Cut(value, "\n")
+	if f := strings.SplitN(header, " ", 4); len(f) == 4 {
+		if seq, err := strconv.ParseInt(f[2], 10, 64); err == nil && seq > 0 {
+			if ready := time.UnixMilli(seqEpochMillis + seq/seqPerMilli); ready.After(due) {
+				due = ready
+			}
+		}
+	}
 	return max(now.Sub(due), 0)
 }
+
+// The sequence numbers' clock (next_seq in scripts.go).
+const (
+	seqEpochMillis = 1735689600000 // 2025-01-01T00:00:00Z
+	seqPerMilli    = 16
+)
 
 // State is one of the sets an unfinished task is in.
 type State string

@@ -465,3 +465,28 @@ func TestCancelIDEnqueuedAgain(t *testing.T) {
 		t.Errorf("the cancelled copy is still pending: %+v", c)
 	}
 }
+
+// TestStatsAgeOfARetriedTask: a task retried now has waited since its
+// retry, not since it was first enqueued an hour ago.
+func TestStatsAgeOfARetriedTask(t *testing.T) {
+	e := setup(t)
+	e.m.SetTime(base)
+	m := newMsg(t, "brokertest.stats", "r", 0, 1)
+	m.EnqueuedAt = base
+	e.enqueue(m)
+	e.m.SetTime(base.Add(time.Hour))
+	r := e.claim1("r", "w", time.Minute)
+	task.Fail(r, errors.New("first try"))
+	r.Status, r.RunAfter = task.StatusNew, time.Time{} // retry at once
+	if err := e.b.Retry(e.ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	e.m.SetTime(base.Add(time.Hour + time.Minute))
+	s, err := e.b.StatsOf(e.ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Pending != 1 || s.OldestAge != time.Minute || s.NextAge != time.Minute {
+		t.Errorf("StatsOf = %+v; want 1 pending, waiting 1m (since the retry)", s)
+	}
+}
