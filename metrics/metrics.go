@@ -18,10 +18,8 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -31,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/internal/httpserve"
 	"github.com/gotasks/gotasks/task"
 )
 
@@ -260,57 +259,15 @@ func (c *Collector) readQueues(ctx context.Context) ([]broker.QueueStat, error) 
 const Path = "/metrics"
 
 // Server is a running metrics HTTP server; see Serve.
-type Server struct {
-	srv    *http.Server
-	addr   string
-	served chan struct{}
-}
+type Server = httpserve.Server
 
 // Serve listens on addr (host:port) and serves Handler at Path. It listens
 // before returning, so that a taken port is the caller's error rather than
-// a log line nobody reads.
+// a log line nobody reads. Stop it with Shutdown.
 func (c *Collector) Serve(addr string) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for metrics: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+Path, c.Handler())
-	s := &Server{
-		srv: &http.Server{
-			Handler: mux,
-			// Slow or idle clients must not pin goroutines; a scrape takes
-			// at most about ScrapeTimeout.
-			ReadHeaderTimeout: 5 * time.Second,
-			WriteTimeout:      c.opts.ScrapeTimeout + 10*time.Second,
-			IdleTimeout:       time.Minute,
-			ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
-		},
-		addr:   ln.Addr().String(),
-		served: make(chan struct{}),
-	}
-	go func() {
-		defer close(s.served)
-		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			c.log.Error("metrics server failed", "addr", s.addr, "err", err)
-		}
-	}()
-	return s, nil
-}
-
-// Addr returns the address the server listens on (with the port chosen
-// for ":0").
-func (s *Server) Addr() string { return s.addr }
-
-// Shutdown stops the server, letting scrapes in progress finish until ctx
-// is done, then closing their connections; it returns once the server has
-// stopped.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-		err = fmt.Errorf("shut down metrics server: %w", err)
-	}
-	<-s.served
-	return err
+	// A scrape takes at most about ScrapeTimeout.
+	return httpserve.Start("metrics server", addr, mux,
+		httpserve.Timeouts{ReadHeader: 5 * time.Second, Write: c.opts.ScrapeTimeout + 10*time.Second, Idle: time.Minute}, c.log)
 }

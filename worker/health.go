@@ -2,12 +2,12 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
+
+	"github.com/gotasks/gotasks/internal/httpserve"
 )
 
 // Health endpoints served by --health-addr.
@@ -71,34 +71,18 @@ const healthShutdownTimeout = 2 * time.Second
 // orchestrator restarts the pod for failing probes. stop shuts the server
 // down and waits for it.
 func startHealthServer(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
+	// Probes are tiny.
+	srv, err := httpserve.Start("health server", addr, h,
+		httpserve.Timeouts{ReadHeader: 5 * time.Second, Read: 5 * time.Second, Write: 5 * time.Second, Idle: 30 * time.Second}, log)
 	if err != nil {
 		return nil, fmt.Errorf("--health-addr: %w", err)
 	}
-	srv := &http.Server{
-		Handler: h,
-		// Probes are tiny: slow or idle clients must not pin goroutines.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       5 * time.Second,
-		WriteTimeout:      5 * time.Second,
-		IdleTimeout:       30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health server failed", "addr", ln.Addr().String(), "err", err)
-		}
-	}()
-	log.Info("health server listening", "addr", ln.Addr().String(), "liveness", LivenessPath, "readiness", ReadinessPath)
+	log.Info("health server listening", "addr", srv.Addr(), "liveness", LivenessPath, "readiness", ReadinessPath)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), healthShutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			log.Warn("health server did not stop cleanly", "err", err)
-			_ = srv.Close()
 		}
-		<-served
 	}, nil
 }

@@ -205,31 +205,34 @@ func TestRunConfigServesHealth(t *testing.T) {
 	}
 }
 
-// A taken port is an error of RunConfig, not a log line: the worker would
-// otherwise run with probes that always fail and be restarted forever.
-func TestRunConfigHealthAddrTaken(t *testing.T) {
-	m := miniredis.RunT(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	cfg, err := worker.ParseFlags("worker", []string{
-		"--redis-url", "redis://" + m.Addr() + "/0", "--no-startup-delay", "--health-addr", ln.Addr().String(),
-	}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A worker that started anyway would run until this deadline and
-	// return nil, failing the check below.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = worker.RunConfig(ctx, cfg, slog.New(slog.DiscardHandler))
-	var opErr *net.OpError
-	if err == nil || !strings.Contains(err.Error(), "--health-addr") || !errors.As(err, &opErr) {
-		t.Fatalf("RunConfig with a taken port: %v", err)
-	}
-	if ctx.Err() != nil {
-		t.Error("RunConfig ran the worker before failing")
+// A taken port (--health-addr, --metrics-addr) is an error of RunConfig,
+// not a log line: the worker would otherwise run with probes that always
+// fail and be restarted forever, or without its metrics.
+func TestRunConfigListenAddrTaken(t *testing.T) {
+	for _, flag := range []string{"--health-addr", "--metrics-addr"} {
+		m := miniredis.RunT(t)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = ln.Close() }()
+		cfg, err := worker.ParseFlags("worker", []string{
+			"--redis-url", "redis://" + m.Addr() + "/0", "--no-startup-delay", flag, ln.Addr().String(),
+		}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A worker that started anyway would run until this deadline and
+		// return nil, failing the check below.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = worker.RunConfig(ctx, cfg, slog.New(slog.DiscardHandler))
+		var opErr *net.OpError
+		if err == nil || !strings.Contains(err.Error(), flag) || !errors.As(err, &opErr) {
+			t.Fatalf("RunConfig with a taken %s port: %v", flag, err)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("%s: RunConfig ran the worker before failing", flag)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -331,33 +330,5 @@ func TestRunConfigServesMetrics(t *testing.T) {
 	}
 	if _, _, err := get(t, url); err == nil {
 		t.Error("the metrics server still answers after RunConfig returned")
-	}
-}
-
-// A taken --metrics-addr port is an error of RunConfig, like --health-addr.
-func TestRunConfigMetricsAddrTaken(t *testing.T) {
-	m := miniredis.RunT(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	cfg, err := worker.ParseFlags("worker", []string{
-		"--redis-url", "redis://" + m.Addr() + "/0", "--no-startup-delay", "--metrics-addr", ln.Addr().String(),
-	}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A worker that started anyway would run until this deadline and
-	// return nil, failing the check below.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = worker.RunConfig(ctx, cfg, slog.New(slog.DiscardHandler))
-	var opErr *net.OpError
-	if err == nil || !strings.Contains(err.Error(), "--metrics-addr") || !errors.As(err, &opErr) {
-		t.Fatalf("RunConfig with a taken port: %v", err)
-	}
-	if ctx.Err() != nil {
-		t.Error("RunConfig ran the worker before failing")
 	}
 }
