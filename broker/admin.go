@@ -29,7 +29,7 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 // refused) or can never claim it.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
-//	KEYS[7] unique
+//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done
 //	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status
 //
 // Returns {'cancelled', value, finished_us, errors}, {'done', status} when
@@ -54,6 +54,9 @@ release_unique(KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+-- An earlier FAILED result under this id is replaced.
+redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
 return {'cancelled', v, us, errs}
 `)
 
@@ -63,6 +66,7 @@ return {'cancelled', v, us, errs}
 // result is dropped.
 //
 //	KEYS[1] result  KEYS[2] tasks  KEYS[3] pending  KEYS[4] seq  KEYS[5] wake  KEYS[6] errors
+//	KEYS[7] failed
 //	ARGV[1] id  ARGV[2] the FAILED status
 //
 // Returns {'ok'}, {'status', status} for a result that is not FAILED,
@@ -84,6 +88,7 @@ redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
 if r[3] and r[3] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], r[3]) end
 redis.call('ZADD', KEYS[3], score(p, seq), ARGV[1])
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 wake(KEYS[5])
 return {'ok'}
 `)
@@ -119,15 +124,16 @@ return removed
 // (RetryFailed) and finished again in between is newer than the caller
 // decided to prune.
 //
-//	KEYS    result keys (all of one queue)
-//	ARGV    their finish times in unix µs, in the same order
+//	KEYS[1] failed  KEYS[2...] result keys (all of one queue)
+//	ARGV    their ids and finish times in unix µs: id1, f1, id2, f2, ...
 //
 // Returns the number of results deleted.
 var pruneScript = redis.NewScript(`
 local n = 0
-for i, k in ipairs(KEYS) do
-  if redis.call('HGET', k, 'f') == ARGV[i] then
-    redis.call('DEL', k)
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'f') == ARGV[2 * i - 2] then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], ARGV[2 * i - 3])
     n = n + 1
   end
 end
@@ -141,17 +147,20 @@ return n
 // bands: the script jumps from band head to band head, at most one
 // O(log n) lookup per priority in use (201 at most), never a scan.
 //
-//	KEYS[1] pending  KEYS[2] delayed  KEYS[3] running  KEYS[4] tasks
+//	KEYS[1] pending  KEYS[2] delayed  KEYS[3] running  KEYS[4] tasks  KEYS[5] failed  KEYS[6] done
 //
 // Returns {now_us, pending, deferred, running, next id, next value, oldest
-// id, oldest value}, the ids and values ” when nothing is pending.
+// id, oldest value, failed, completed total, failed total, cancelled
+// total}, the ids and values ” when nothing is pending.
 var statsScript = redis.NewScript(prelude + `
 local band = 35184372088832
-local out = {now_us(), redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3])}
+local us = now_us()
+local out = {us, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), '', '', '', ''}
+out[9] = redis.call('ZCOUNT', KEYS[5], '(' .. num(math.floor(tonumber(us) / 1000)), '+inf')
+local d = redis.call('HMGET', KEYS[6], 'COMPLETE', 'FAILED', 'CANCELLED')
+out[10], out[11], out[12] = d[1] or '0', d[2] or '0', d[3] or '0'
 local head = redis.call('ZRANGE', KEYS[1], 0, 0)
-if #head == 0 then
-  return {out[1], out[2], out[3], out[4], '', '', '', ''}
-end
+if #head == 0 then return out end
 local oldest, oldseq = nil, nil
 local lo = '-inf'
 while true do
@@ -217,7 +226,7 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 // CancelIn is Cancel for a task known to be on queue.
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique},
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed(), k.done()},
 		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
@@ -260,7 +269,7 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
 	k := b.keys(q)
-	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors},
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed()},
 		id, string(task.StatusFailed)).StringSlice()
 	if err != nil {
 		return fmt.Errorf("retry %s in %s: %w", id, q, err)
@@ -362,7 +371,7 @@ func (b *Redis) pruneQueue(ctx context.Context, queue string, cutoff int64, stat
 		if err != nil {
 			return total, fmt.Errorf("scan results: %w", err)
 		}
-		n, err := b.pruneKeys(ctx, found, cutoff, statuses, dryRun)
+		n, err := b.pruneKeys(ctx, k, found, cutoff, statuses, dryRun)
 		total += n
 		if err != nil {
 			return total, err
@@ -404,20 +413,20 @@ func (b *Redis) nodeFor(ctx context.Context, key string) (redis.Cmdable, error) 
 
 // pruneKeys deletes (or counts) those of keys, results of one queue, that
 // match.
-func (b *Redis) pruneKeys(ctx context.Context, keys []string, cutoff int64, statuses []task.Status, dryRun bool) (int, error) {
-	if len(keys) == 0 {
+func (b *Redis) pruneKeys(ctx context.Context, k keys, found []string, cutoff int64, statuses []task.Status, dryRun bool) (int, error) {
+	if len(found) == 0 {
 		return 0, nil
 	}
 	pipe := b.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(keys))
-	for i, key := range keys {
+	cmds := make([]*redis.SliceCmd, len(found))
+	for i, key := range found {
 		cmds[i] = pipe.HMGet(ctx, key, "s", "f")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("read %d results: %w", len(keys), err)
+		return 0, fmt.Errorf("read %d results: %w", len(found), err)
 	}
-	var del []string
-	var fins []any
+	del := []string{k.failed()}
+	var args []any
 	for i, c := range cmds {
 		v := c.Val()
 		if len(v) != 2 {
@@ -432,15 +441,15 @@ func (b *Redis) pruneKeys(ctx context.Context, keys []string, cutoff int64, stat
 		if len(statuses) > 0 && !slices.Contains(statuses, task.Status(st)) {
 			continue
 		}
-		del = append(del, keys[i])
-		fins = append(fins, f)
+		del = append(del, found[i])
+		args = append(args, strings.TrimPrefix(found[i], k.result("")), f)
 	}
-	if dryRun || len(del) == 0 {
-		return len(del), nil
+	if dryRun || len(args) == 0 {
+		return len(args) / 2, nil
 	}
-	n, err := b.run(ctx, pruneScript, del, fins...).Int()
+	n, err := b.run(ctx, pruneScript, del, args...).Int()
 	if err != nil {
-		return 0, fmt.Errorf("delete %d results: %w", len(del), err)
+		return 0, fmt.Errorf("delete %d results: %w", len(args)/2, err)
 	}
 	return n, nil
 }
@@ -449,6 +458,13 @@ func (b *Redis) pruneKeys(ctx context.Context, keys []string, cutoff int64, stat
 type QueueStat struct {
 	Queue                      string
 	Pending, Deferred, Running int64
+	// Failed counts the FAILED results still stored (see ResultTTL and
+	// Prune): the failed tasks ListTasks(StateFailed) lists.
+	Failed int64
+	// Completed, FailedTotal and Cancelled count the tasks that finished
+	// with each status since the queue was first used, by every worker:
+	// their growth over time is the queue's throughput.
+	Completed, FailedTotal, Cancelled int64
 	// NextAge is how long the next task to be claimed (the highest
 	// priority, then the first in line) has been due: since its RunAfter,
 	// or since it was enqueued if that is later. Zero when nothing is
@@ -484,17 +500,19 @@ func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
 // StatsOf returns the QueueStat of one queue, in one script call.
 func (b *Redis) StatsOf(ctx context.Context, queue string) (QueueStat, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks}).Slice()
+	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed(), k.done()}).Slice()
 	if err != nil {
 		return QueueStat{}, fmt.Errorf("stats of %s: %w", queue, err)
 	}
-	if len(vals) != 8 {
-		return QueueStat{}, fmt.Errorf("stats of %s: script returned %d values, want 8", queue, len(vals))
+	if len(vals) != 12 {
+		return QueueStat{}, fmt.Errorf("stats of %s: script returned %d values, want 12", queue, len(vals))
 	}
 	str := func(i int) string { s, _ := vals[i].(string); return s }
 	num := func(i int) int64 { n, _ := vals[i].(int64); return n }
+	count := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
 	now := parseMicros(str(0))
-	s := QueueStat{Queue: queue, Pending: num(1), Deferred: num(2), Running: num(3)}
+	s := QueueStat{Queue: queue, Pending: num(1), Deferred: num(2), Running: num(3), Failed: num(8),
+		Completed: count(9), FailedTotal: count(10), Cancelled: count(11)}
 	s.NextAge = b.dueAge(queue, str(4), str(5), now)
 	s.OldestAge = b.dueAge(queue, str(6), str(7), now)
 	return s, nil
@@ -544,10 +562,15 @@ const (
 	StatePending  State = "pending"  // ready, in the order workers will claim them
 	StateDeferred State = "deferred" // waiting for their run_after or a retry, soonest first
 	StateRunning  State = "running"  // claimed, the earliest lease expiry first
+	StateFailed   State = "failed"   // FAILED results still stored, the latest first
 )
 
 // MaxListLimit bounds the page ListTasks reads in one script call.
 const MaxListLimit = 1000
+
+// failed and done are keys of the layout in scripts.go.
+func (k keys) failed() string { return k.tag + ":failed" }
+func (k keys) done() string   { return k.tag + ":done" }
 
 // ListTasks returns up to limit tasks of queue in state, skipping the
 // first offset, in the order given for each State. A page is read in one
@@ -574,6 +597,8 @@ func (b *Redis) ListTasks(ctx context.Context, queue string, state State, offset
 		set = k.delayed
 	case StateRunning:
 		set = k.running
+	case StateFailed:
+		return b.listFailed(ctx, queue, offset, limit)
 	default:
 		return nil, fmt.Errorf("list tasks of %s: unknown state %q", queue, state)
 	}
@@ -596,6 +621,49 @@ func (b *Redis) ListTasks(ctx context.Context, queue string, state State, offset
 			if ms, err := strconv.ParseFloat(sc, 64); err == nil {
 				r.RunAfter = time.UnixMilli(int64(ms)) // as GetResult reports it
 			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// listFailed is ListTasks for StateFailed: a page of the queue's failed
+// index, newest first, then the results it names. A result that expired,
+// was pruned or retried in between is left out, so a page can be short.
+func (b *Redis) listFailed(ctx context.Context, queue string, offset, limit int) ([]*task.RawResult, error) {
+	k := b.keys(queue)
+	now, err := b.rdb.Time(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list failed tasks of %s: read the Redis clock: %w", queue, err)
+	}
+	ids, err := b.rdb.ZRevRangeByScore(ctx, k.failed(), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf", Offset: int64(offset), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list failed tasks of %s: %w", queue, err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, k.result(id), "t", "s", "f", "v", "e", "x")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("list failed tasks of %s: read %d results: %w", queue, len(ids), err)
+	}
+	out := make([]*task.RawResult, 0, len(ids))
+	for i, c := range cmds {
+		v := c.Val()
+		if len(v) != 6 || v[1] != string(task.StatusFailed) {
+			continue
+		}
+		r, err := b.decodeGet(ids[i], queue, append([]any{"done"}, v...))
+		if err != nil {
+			// As ListTasks does for a task that does not decode: list
+			// what could be read of it.
+			r = &task.RawResult{ID: ids[i], Queue: queue, Backend: b.opts.Name, Status: task.StatusFailed}
 		}
 		out = append(out, r)
 	}

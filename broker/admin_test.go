@@ -490,3 +490,94 @@ func TestStatsAgeOfARetriedTask(t *testing.T) {
 		t.Errorf("StatsOf = %+v; want 1 pending, waiting 1m (since the retry)", s)
 	}
 }
+
+// TestFailedIndex: a FAILED result is counted and listed (newest first,
+// with its error) until it is retried, pruned or expires; the totals
+// count every finish by status and never go down.
+func TestFailedIndex(t *testing.T) {
+	e := setup(t, broker.Options{ResultTTL: time.Hour})
+	first := e.finishAt("q", task.StatusFailed, base)
+	second := e.finishAt("q", task.StatusFailed, base.Add(time.Minute))
+	e.finishAt("q", task.StatusComplete, base.Add(2*time.Minute))
+	e.finishAt("other", task.StatusFailed, base.Add(2*time.Minute))
+	m := newMsg(t, "brokertest.failed", "q", 0, 1)
+	e.enqueue(m)
+	if _, err := e.b.Cancel(e.ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	stat := func() broker.QueueStat {
+		t.Helper()
+		s, err := e.b.StatsOf(e.ctx, "q")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	list := func() []string {
+		t.Helper()
+		rs, err := e.b.ListTasks(e.ctx, "q", broker.StateFailed, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range rs {
+			if r.Status != task.StatusFailed || r.Err == nil || r.Err.Message != "boom" || r.TaskName != "brokertest.prune" {
+				t.Errorf("listed %s: %s, error %+v, task %q", r.ID, r.Status, r.Err, r.TaskName)
+			}
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+	s := stat()
+	if s.Failed != 2 || s.Completed != 1 || s.FailedTotal != 2 || s.Cancelled != 1 {
+		t.Errorf("stats = %+v; want 2 failed stored, totals 1 complete, 2 failed, 1 cancelled", s)
+	}
+	if got := list(); !slices.Equal(got, []string{second, first}) {
+		t.Errorf("failed list = %v, want newest first %v", got, []string{second, first})
+	}
+	if rs, err := e.b.ListTasks(e.ctx, "q", broker.StateFailed, 1, 10); err != nil || len(rs) != 1 || rs[0].ID != first {
+		t.Errorf("page at offset 1 = %v, %v", rs, err)
+	}
+
+	// Retried: no longer failed; its finish is counted again.
+	if err := e.b.RetryFailed(e.ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); !slices.Equal(got, []string{first}) {
+		t.Errorf("after retry: %v, want only %s", got, first)
+	}
+	r := e.claim1("q", "w", time.Minute)
+	r.Status = task.StatusComplete
+	e.store(r)
+	if s := stat(); s.Failed != 1 || s.Completed != 2 || s.FailedTotal != 2 {
+		t.Errorf("after the retried task completed: %+v", s)
+	}
+
+	// Expired with its result (one hour after it failed), by the Redis clock.
+	e.m.SetTime(base.Add(time.Hour + time.Second))
+	e.m.FastForward(time.Hour) // miniredis expires keys only on FastForward
+	if s := stat(); s.Failed != 0 || s.FailedTotal != 2 {
+		t.Errorf("after the result TTL: %+v, want 0 failed stored and the total kept", s)
+	}
+	if got := list(); len(got) != 0 {
+		t.Errorf("expired failed results listed: %v", got)
+	}
+	// A later failure trims the expired entries from the index.
+	e.finishAt("q", task.StatusFailed, base.Add(2*time.Hour))
+	if n, _ := e.m.ZMembers("{gotasks:q}:failed"); len(n) != 1 {
+		t.Errorf("index holds %d entries after a trim, want 1", len(n))
+	}
+
+	// Pruned: gone from the index.
+	e.m.SetTime(base.Add(3 * time.Hour))
+	if n, err := e.b.Prune(e.ctx, time.Minute, []task.Status{task.StatusFailed}, "q", false); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v", n, err)
+	}
+	if n, _ := e.m.ZMembers("{gotasks:q}:failed"); len(n) != 0 {
+		t.Errorf("index holds %v after prune", n)
+	}
+	if s, _ := e.b.StatsOf(e.ctx, "other"); s.Failed != 0 || s.FailedTotal != 1 {
+		t.Errorf("other queue: %+v", s)
+	}
+}

@@ -245,8 +245,12 @@ func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 		if err != nil {
 			return scriptCall{}, fmt.Errorf("finish %s: %w", r.ID, err)
 		}
-		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique},
-			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob}}, nil
+		failed := 0
+		if r.Status == task.StatusFailed {
+			failed = 1
+		}
+		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique, k.failed(), k.done()},
+			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob, failed}}, nil
 	case r.Status == task.StatusNew:
 		errsBlob, err := encodeErrors(r.Errors)
 		if err != nil {

@@ -26,6 +26,10 @@ import (
 //	                   "k:<h>" → id of the holder, "i:<id>" → <h>, where <h> is the hex
 //	                   SHA-256 of task.Uniqueness.Key
 //	T:u:<h>    string  id of the holder of a UniqueFor window; expires with the window
+//	T:failed   zset    ids of FAILED results, score = when the result expires (unix ms): the
+//	                   failed tasks an operator looks at; entries past their score are stale
+//	T:done     hash    status → how many tasks finished with it (COMPLETE, FAILED, CANCELLED)
+//	                   since the queue was first used: throughput for dashboards
 //
 // A T:unique entry is only held while its holder id is in T:tasks: the
 // enqueue script treats any other entry as released. So a task that leaves
@@ -242,14 +246,14 @@ return lost
 // still holds the lease for that attempt (fencing: a worker that lost its
 // lease cannot overwrite a newer attempt's result).
 //
-//	KEYS[1] running  KEYS[2] tasks  KEYS[3] result  KEYS[4] errors
-//	KEYS[5] unique (optional: its entry for the task is deleted)
+//	KEYS[1] running  KEYS[2] tasks  KEYS[3] result  KEYS[4] errors  KEYS[5] unique
+//	KEYS[6] failed  KEYS[7] done
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error
-//	ARGV[6] ttl_ms  ARGV[7] errors of every failed attempt
+//	ARGV[6] ttl_ms  ARGV[7] errors of every failed attempt  ARGV[8] 1 if status is FAILED
 //
 // Returns the finish time in unix µs, or 0 when the lease was lost. The
-// task's unique key (if any) is released by the HDEL from tasks whether or
-// not KEYS[5] is given; KEYS[5] frees the entry's memory.
+// task's unique key (if any) is released by the HDEL from tasks; the
+// release_unique call only frees the T:unique entry's memory.
 var finishScript = redis.NewScript(prelude + `
 local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if not v then return 0 end
@@ -259,7 +263,15 @@ redis.call('PEXPIRE', KEYS[3], ARGV[6])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
-if KEYS[5] then release_unique(KEYS[5], ARGV[1]) end
+release_unique(KEYS[5], ARGV[1])
+if ARGV[8] == '1' then
+  -- Trimming the expired entries here keeps the index as long as the
+  -- stored FAILED results, at O(1) amortised per failure.
+  local ms = math.floor(tonumber(us) / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', num(ms))
+  redis.call('ZADD', KEYS[6], num(ms + tonumber(ARGV[6])), ARGV[1])
+end
+redis.call('HINCRBY', KEYS[7], ARGV[3], 1)
 return us
 `)
 

@@ -106,7 +106,7 @@ func New(b *broker.Redis, opts Options) *Collector {
 			Buckets: DurationBuckets,
 		}, taskLabels),
 		depthDesc: prometheus.NewDesc("gotasks_queue_tasks",
-			"Unfinished tasks of a queue in Redis by state: pending (ready), deferred (waiting for their time or a retry) or running.",
+			"Tasks of a queue in Redis by state: pending (ready), deferred (waiting for their time or a retry), running, or failed (FAILED results still stored).",
 			[]string{"queue", "state"}, nil),
 		ageDesc: prometheus.NewDesc("gotasks_queue_oldest_pending_age_seconds",
 			"Seconds since the pending task that has waited longest, at any priority, became due (its run_after, else its enqueue time); 0 when none is pending.",
@@ -230,6 +230,7 @@ func (q queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Pending), s.Queue, "pending")
 		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Deferred), s.Queue, "deferred")
 		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Running), s.Queue, "running")
+		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Failed), s.Queue, "failed")
 		ch <- prometheus.MustNewConstMetric(c.ageDesc, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Queue)
 	}
 }

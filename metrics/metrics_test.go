@@ -230,6 +230,7 @@ func TestQueueDepthAndAge(t *testing.T) {
 	want(t, reg, "gotasks_queue_tasks", q1("pending"), 2)
 	want(t, reg, "gotasks_queue_tasks", q1("deferred"), 1)
 	want(t, reg, "gotasks_queue_tasks", q1("running"), 0)
+	want(t, reg, "gotasks_queue_tasks", q1("failed"), 0)
 	want(t, reg, "gotasks_queue_tasks", map[string]string{"queue": "q2", "state": "deferred"}, 1)
 	// A queue with nothing pending has no waiting task: age 0.
 	want(t, reg, "gotasks_queue_oldest_pending_age_seconds", map[string]string{"queue": "q2"}, 0)

@@ -30,7 +30,7 @@ const (
 // order the usage shows them.
 var adminCommands = []struct{ name, args, summary string }{
 	{"queues", "", "every queue: pending, deferred and running counts, age of the oldest and the next pending task"},
-	{"tasks", "--queue Q [--state pending|deferred|running] [--limit N] [--offset N]", "a page of a queue's unfinished tasks"},
+	{"tasks", "--queue Q [--state pending|deferred|running|failed] [--limit N] [--offset N]", "a page of a queue's unfinished or failed tasks"},
 	{"show", "ID", "one task or result: status, times, workers, every attempt's error, the return value"},
 	{"retry", "ID", "run a FAILED task again, under the same id"},
 	{"cancel", "ID", "cancel a task that has not started (NEW, deferred or waiting for a retry)"},
@@ -59,7 +59,7 @@ func Admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		run = a.queues
 	case "tasks":
 		a.fs().StringVar(&a.queue, "queue", "", "queue to list (required)")
-		a.fs().StringVar(&a.state, "state", string(broker.StatePending), "pending, deferred or running")
+		a.fs().StringVar(&a.state, "state", string(broker.StatePending), "pending, deferred, running or failed")
 		a.fs().IntVar(&a.limit, "limit", 50, "list at most this many tasks")
 		a.fs().IntVar(&a.offset, "offset", 0, "skip this many tasks first")
 		run = a.tasks
@@ -239,9 +239,9 @@ func (a *adminRun) check() error {
 			return errors.New("--queue is required")
 		}
 		switch broker.State(a.state) {
-		case broker.StatePending, broker.StateDeferred, broker.StateRunning:
+		case broker.StatePending, broker.StateDeferred, broker.StateRunning, broker.StateFailed:
 		default:
-			return fmt.Errorf("--state must be pending, deferred or running, not %q", a.state)
+			return fmt.Errorf("--state must be pending, deferred, running or failed, not %q", a.state)
 		}
 		if a.limit < 1 || a.offset < 0 {
 			return fmt.Errorf("--limit must be at least 1 and --offset not negative, not %d and %d", a.limit, a.offset)
@@ -298,6 +298,10 @@ type queueJSON struct {
 	Pending          int64   `json:"pending"`
 	Deferred         int64   `json:"deferred"`
 	Running          int64   `json:"running"`
+	Failed           int64   `json:"failed"`
+	CompletedTotal   int64   `json:"completed_total"`
+	FailedTotal      int64   `json:"failed_total"`
+	CancelledTotal   int64   `json:"cancelled_total"`
 	OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
 	NextAgeSeconds   float64 `json:"next_pending_age_seconds"`
 }
@@ -310,14 +314,16 @@ func (a *adminRun) queues(ctx context.Context) error {
 	if a.json {
 		out := make([]queueJSON, 0, len(stats))
 		for _, s := range stats {
-			out = append(out, queueJSON{s.Queue, s.Pending, s.Deferred, s.Running, seconds(s.OldestAge), seconds(s.NextAge)})
+			out = append(out, queueJSON{s.Queue, s.Pending, s.Deferred, s.Running, s.Failed,
+				s.Completed, s.FailedTotal, s.Cancelled, seconds(s.OldestAge), seconds(s.NextAge)})
 		}
 		return a.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "QUEUE\tPENDING\tDEFERRED\tRUNNING\tOLDEST PENDING\tNEXT PENDING")
+	fmt.Fprintln(tw, "QUEUE\tPENDING\tDEFERRED\tRUNNING\tFAILED\tOLDEST PENDING\tNEXT PENDING\tCOMPLETED TOTAL")
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", s.Queue, s.Pending, s.Deferred, s.Running, age(s.OldestAge), age(s.NextAge))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\n", s.Queue, s.Pending, s.Deferred, s.Running, s.Failed,
+			age(s.OldestAge), age(s.NextAge), s.Completed)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
@@ -439,14 +445,25 @@ func (a *adminRun) tasks(ctx context.Context) error {
 		return a.printJSON(out)
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTASK\tPRIORITY\tATTEMPTS\tENQUEUED\tRUN AFTER\tSTARTED\tWORKERS")
-	for _, r := range rs {
-		workers := "-"
-		if len(r.WorkerIDs) > 0 {
-			workers = strings.Join(r.WorkerIDs, ",")
+	if state == broker.StateFailed {
+		fmt.Fprintln(tw, "ID\tTASK\tATTEMPTS\tFINISHED\tERROR")
+		for _, r := range rs {
+			msg := "-"
+			if r.Err != nil {
+				msg = r.Err.Type + ": " + firstLine(r.Err.Message)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.TaskName, r.Attempts, stamp(r.FinishedAt), msg)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.TaskName, r.Priority, r.Attempts,
-			stamp(r.EnqueuedAt), stamp(r.RunAfter), stamp(r.StartedAt), workers)
+	} else {
+		fmt.Fprintln(tw, "ID\tTASK\tPRIORITY\tATTEMPTS\tENQUEUED\tRUN AFTER\tSTARTED\tWORKERS")
+		for _, r := range rs {
+			workers := "-"
+			if len(r.WorkerIDs) > 0 {
+				workers = strings.Join(r.WorkerIDs, ",")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.TaskName, r.Priority, r.Attempts,
+				stamp(r.EnqueuedAt), stamp(r.RunAfter), stamp(r.StartedAt), workers)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
@@ -663,4 +680,10 @@ func adminMain(args []string) int {
 	ctx, stop := SignalContext(Config{LogFormat: "text", LogLevel: "warn"}.NewLogger(os.Stderr))
 	defer stop()
 	return Admin(ctx, args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// firstLine is s up to its first newline, for a table cell.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

@@ -133,6 +133,7 @@ func TestAdminQueues(t *testing.T) {
 	e.enqueue("admintest.a", "alpha", 0, time.Now().Add(time.Hour), 3)
 	e.enqueue("admintest.b", "beta", 0, time.Time{}, 1)
 	e.claim("beta")
+	e.fail("beta", "it broke")
 
 	code, out, errOut := e.run("", "queues")
 	if code != 0 {
@@ -145,7 +146,7 @@ func TestAdminQueues(t *testing.T) {
 	if f := strings.Fields(lines[1]); f[0] != "alpha" || f[1] != "2" || f[2] != "1" || f[3] != "0" {
 		t.Errorf("alpha row %q", lines[1])
 	}
-	if f := strings.Fields(lines[2]); f[0] != "beta" || f[1] != "0" || f[2] != "0" || f[3] != "1" || f[4] != "-" {
+	if f := strings.Fields(lines[2]); f[0] != "beta" || f[1] != "0" || f[2] != "0" || f[3] != "1" || f[4] != "1" || f[5] != "-" {
 		t.Errorf("beta row %q", lines[2])
 	}
 
@@ -155,7 +156,7 @@ func TestAdminQueues(t *testing.T) {
 	}
 	qs := decodeJSON[[]map[string]any](t, out)
 	if len(qs) != 2 || qs[0]["queue"] != "alpha" || qs[0]["pending"] != 2.0 || qs[0]["deferred"] != 1.0 ||
-		qs[1]["running"] != 1.0 || qs[1]["oldest_pending_age_seconds"] != 0.0 {
+		qs[1]["running"] != 1.0 || qs[1]["failed"] != 1.0 || qs[1]["failed_total"] != 1.0 || qs[1]["oldest_pending_age_seconds"] != 0.0 {
 		t.Errorf("JSON %v", qs)
 	}
 	if _, ok := qs[0]["next_pending_age_seconds"]; !ok {
@@ -201,6 +202,16 @@ func TestAdminTasks(t *testing.T) {
 	code, out, _ = e.run("", "tasks", "--queue", "r", "--state", "running")
 	if code != 0 || !strings.Contains(out, running) || !strings.Contains(out, "w-1") {
 		t.Errorf("running = %d\n%s", code, out)
+	}
+
+	failed := e.fail("f", "the disk is full\nsecond line")
+	code, out, _ = e.run("", "tasks", "--queue", "f", "--state", "failed")
+	if code != 0 || !strings.Contains(out, failed) || !strings.Contains(out, "the disk is full") || strings.Contains(out, "second line") {
+		t.Errorf("failed = %d\n%s", code, out)
+	}
+	code, out, _ = e.run("", "tasks", "--queue", "f", "--state", "failed", "--json")
+	if ts := decodeJSON[[]map[string]any](t, out); code != 0 || len(ts) != 1 || ts[0]["id"] != failed || ts[0]["status"] != "FAILED" {
+		t.Errorf("failed JSON = %d %v", code, ts)
 	}
 }
 
