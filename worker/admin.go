@@ -361,74 +361,17 @@ func toJSON(r *task.RawResult, withData bool) taskJSON {
 		Error: r.Err, Errors: r.Errors,
 	}
 	if withData {
-		j.Args, j.ArgsError = decodeForDisplay(r.Serializer, r.Args)
+		var err error
+		if j.Args, err = serializer.DisplayJSON(r.Serializer, r.Args); err != nil {
+			j.ArgsError = err.Error()
+		}
 		if r.Status == task.StatusComplete {
-			j.Value, j.ValueError = decodeForDisplay(r.Serializer, r.Value)
+			if j.Value, err = serializer.DisplayJSON(r.Serializer, r.Value); err != nil {
+				j.ValueError = err.Error()
+			}
 		}
 	}
 	return j
-}
-
-// decodeForDisplay decodes a value encoded by a task's serializer into
-// JSON without knowing its Go type. It returns why it cannot instead: the
-// bytes are not the serializer's, or hold something JSON has no form for.
-func decodeForDisplay(ser serializer.Serializer, data []byte) (json.RawMessage, string) {
-	if len(data) == 0 {
-		return nil, ""
-	}
-	if ser == nil {
-		ser = serializer.Default
-	}
-	var v any
-	if err := ser.Unmarshal(data, &v); err != nil {
-		return nil, fmt.Sprintf("undecodable (%d bytes): %v", len(data), err)
-	}
-	v, binary := jsonable(v)
-	if binary {
-		return nil, fmt.Sprintf("binary (%d bytes), not shown", len(data))
-	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Sprintf("not representable as JSON (%d bytes): %v", len(data), err)
-	}
-	return out, ""
-}
-
-// jsonable turns what msgpack decodes into `any` into what encoding/json
-// takes: maps with non-string keys get string keys. It reports raw bytes
-// anywhere in v, which JSON would only show as base64.
-func jsonable(v any) (any, bool) {
-	switch x := v.(type) {
-	case []byte:
-		return nil, true
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			e, bin := jsonable(e)
-			if bin {
-				return nil, true
-			}
-			m[fmt.Sprint(k)] = e
-		}
-		return m, false
-	case map[string]any:
-		for k, e := range x {
-			e, bin := jsonable(e)
-			if bin {
-				return nil, true
-			}
-			x[k] = e
-		}
-	case []any:
-		for i, e := range x {
-			e, bin := jsonable(e)
-			if bin {
-				return nil, true
-			}
-			x[i] = e
-		}
-	}
-	return v, false
 }
 
 func (a *adminRun) tasks(ctx context.Context) error {
