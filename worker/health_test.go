@@ -205,11 +205,11 @@ func TestRunConfigServesHealth(t *testing.T) {
 	}
 }
 
-// A taken port (--health-addr, --metrics-addr) is an error of RunConfig,
+// A taken port (--health-addr, --metrics-addr, --dashboard-addr) is an error of RunConfig,
 // not a log line: the worker would otherwise run with probes that always
 // fail and be restarted forever, or without its metrics.
 func TestRunConfigListenAddrTaken(t *testing.T) {
-	for _, flag := range []string{"--health-addr", "--metrics-addr"} {
+	for _, flag := range []string{"--health-addr", "--metrics-addr", "--dashboard-addr"} {
 		m := miniredis.RunT(t)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -234,5 +234,61 @@ func TestRunConfigListenAddrTaken(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Errorf("%s: RunConfig ran the worker before failing", flag)
 		}
+	}
+}
+
+// TestRunDashboard: "worker dashboard" serves the dashboard of the Redis
+// it is given, on loopback by default, with the token from the
+// environment, until its context ends.
+func TestRunDashboard(t *testing.T) {
+	m := miniredis.RunT(t)
+	t.Setenv("GOTASKS_DASHBOARD_TOKEN", "tok")
+	cfg, err := worker.ParseFlags("worker dashboard", []string{
+		"--redis-url", "redis://" + m.Addr() + "/0", "--dashboard-addr", ":0", "--log-format", "json",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DashboardToken != "tok" {
+		t.Fatalf("token from the environment: %q", cfg.DashboardToken)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	finished := make(chan error, 1)
+	go func() { finished <- worker.RunDashboard(ctx, cfg, cfg.NewLogger(&logs)) }()
+	var url string
+	waitFor(t, "the dashboard to listen", func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var rec struct{ Msg, URL string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "dashboard listening" {
+				url = rec.URL
+			}
+		}
+		return url != ""
+	})
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Errorf("dashboard at %s, want 127.0.0.1", url)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url+"api/stats", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/stats = %v, %v", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	if code, _, _ := get(t, url+"api/stats"); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", code)
+	}
+	if strings.Contains(logs.String(), "tok\"") {
+		t.Errorf("the token was logged:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-finished; err != nil {
+		t.Fatalf("RunDashboard: %v", err)
+	}
+	if _, _, err := get(t, url+"api/stats"); err == nil {
+		t.Error("the dashboard still answers after RunDashboard returned")
 	}
 }

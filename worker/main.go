@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/dashboard"
 	"github.com/gotasks/gotasks/metrics"
 	"github.com/gotasks/gotasks/task"
 )
@@ -50,6 +51,11 @@ type Config struct {
 	// MetricsAddr is where Prometheus metrics are served at /metrics
 	// (host:port, ":9090"); empty: no metrics server. See package metrics.
 	MetricsAddr string
+	// DashboardAddr is where the web dashboard is served (":8080" listens
+	// on 127.0.0.1 only, see dashboard.ListenAddr); empty: none.
+	DashboardAddr string
+	// DashboardToken, if set, is required by the dashboard (never logged).
+	DashboardToken string
 
 	// Connection settings that override the URL's (see broker.ConnOptions).
 	RedisUsername string
@@ -132,6 +138,8 @@ func ParseFlags(name string, args []string, out io.Writer) (Config, error) {
 	fs.BoolVar(&c.NoStartupDelay, "no-startup-delay", false, "start at once instead of after a random delay of up to 1s (which spreads out many pods starting together)")
 	fs.BoolVar(&c.NoScheduler, "no-scheduler", false, "do not promote deferred tasks or requeue expired leases in this process")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at "+metrics.Path+" over HTTP on this host:port, e.g. :9090 (default: off)")
+	fs.StringVar(&c.DashboardAddr, "dashboard-addr", "", "serve the web dashboard over HTTP on this host:port; a port alone (:8080) listens on 127.0.0.1 only, give a host (0.0.0.0:8080) to serve others, with --dashboard-token (default: off)")
+	fs.StringVar(&c.DashboardToken, "dashboard-token", "", "token the dashboard requires (bearer header or its login form); default from $GOTASKS_DASHBOARD_TOKEN, which other users cannot see in the process list")
 	fs.StringVar(&c.HealthAddr, "health-addr", "", "serve "+LivenessPath+" (liveness: the process runs) and "+ReadinessPath+" (readiness: Redis answers and the worker is not shutting down) over HTTP on this host:port, e.g. :8080 (default: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, `Usage: %s [flags]
@@ -153,10 +161,16 @@ Flags:
 		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	c.Queues, c.Exclude = queues, exclude
-	passwordSet := false
-	fs.Visit(func(f *flag.Flag) { passwordSet = passwordSet || f.Name == "redis-password" })
+	passwordSet, tokenSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		passwordSet = passwordSet || f.Name == "redis-password"
+		tokenSet = tokenSet || f.Name == "dashboard-token"
+	})
 	if !passwordSet {
 		c.RedisPassword = os.Getenv("GOTASKS_REDIS_PASSWORD")
+	}
+	if !tokenSet {
+		c.DashboardToken = os.Getenv("GOTASKS_DASHBOARD_TOKEN")
 	}
 	// rediss://, rediss+cluster://, rediss-sentinel://, ...
 	if scheme, _, _ := strings.Cut(c.RedisURL, "://"); c.usesTLSFlags() && !strings.HasPrefix(strings.ToLower(scheme), "rediss") {
@@ -198,6 +212,11 @@ Flags:
 			return c, fmt.Errorf("--metrics-addr must be host:port or :port, not %q: %w", c.MetricsAddr, err)
 		}
 	}
+	if c.DashboardAddr != "" {
+		if _, _, err := dashboard.ListenAddr(c.DashboardAddr); err != nil {
+			return c, fmt.Errorf("--dashboard-addr: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -234,6 +253,10 @@ func Main(args []string) int {
 	if len(args) > 0 && args[0] == "admin" {
 		return adminMain(args[1:])
 	}
+	dashboardOnly := len(args) > 0 && args[0] == "dashboard"
+	if dashboardOnly {
+		name, args = name+" dashboard", args[1:]
+	}
 	cfg, err := ParseFlags(name, args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -245,7 +268,11 @@ func Main(args []string) int {
 	log := cfg.NewLogger(os.Stderr)
 	ctx, stop := SignalContext(log)
 	defer stop()
-	if err := RunConfig(ctx, cfg, log); err != nil {
+	run := RunConfig
+	if dashboardOnly {
+		run = RunDashboard
+	}
+	if err := run(ctx, cfg, log); err != nil {
 		log.Error("worker failed", "err", err)
 		return 1
 	}
@@ -329,6 +356,13 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		defer stopHealth()
+	}
+	if cfg.DashboardAddr != "" {
+		stopDashboard, err := startDashboard(cfg, b, log)
+		if err != nil {
+			return err
+		}
+		defer stopDashboard()
 	}
 	if !isMemoryURL(cfg.RedisURL) {
 		var tlsConf *tls.Config

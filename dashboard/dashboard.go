@@ -1,0 +1,583 @@
+// Package dashboard is gotasks' web dashboard: queues with their counts and
+// a live throughput chart, failed tasks with their tracebacks, a page per
+// task, and retry and cancel buttons that ask before acting. It is
+// server-rendered HTML with one small script, all embedded: it loads
+// nothing from outside the machine.
+//
+// The worker command serves it with --dashboard-addr (see ListenAddr for
+// the loopback default); any program can mount New's handler itself.
+//
+// Security: it can retry and cancel tasks, so anyone who can reach it can
+// change the queues. By default it listens on the loopback interface only.
+// With Options.Token set, every request needs the token, as an
+// "Authorization: Bearer" header or through the login form (which sets a
+// cookie). State changes are POSTs that must come from the dashboard's
+// own pages (a per-process form token, and the browser's Origin and
+// Sec-Fetch-Site headers); Options.Hosts refuses requests addressed to
+// other host names (DNS rebinding).
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/serializer"
+	"github.com/gotasks/gotasks/task"
+)
+
+// Store is what the dashboard reads and changes; *broker.Redis is one.
+type Store interface {
+	QueueStats(ctx context.Context) ([]broker.QueueStat, error)
+	ListTasks(ctx context.Context, queue string, state broker.State, offset, limit int) ([]*task.RawResult, error)
+	GetResult(ctx context.Context, id string) (*task.RawResult, error)
+	RetryFailed(ctx context.Context, id string) error
+	Cancel(ctx context.Context, id string) (*task.RawResult, error)
+}
+
+// Options configure the dashboard. The zero value serves it without a
+// token to whoever can connect.
+type Options struct {
+	// Token, if not empty, is required on every request: as
+	// "Authorization: Bearer <token>", or entered once in the login form.
+	Token string
+	// Hosts, if not empty, are the only host names (without port) that
+	// requests may be addressed to, e.g. localhost and 127.0.0.1 for a
+	// dashboard on the loopback interface: a web page elsewhere cannot
+	// then reach it by pointing its own domain name at 127.0.0.1.
+	Hosts []string
+	// Refresh is how often the overview's chart and counts update
+	// (default 2s).
+	Refresh time.Duration
+	// Timeout bounds each request's Redis work (default 10s).
+	Timeout time.Duration
+	// Logger gets failed requests (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// PageSize is how many tasks a queue page lists.
+const PageSize = 50
+
+// recentFailures is how many failed tasks the overview shows.
+const recentFailures = 20
+
+// cookieName holds a login: an HMAC of the token, never the token itself.
+const cookieName = "gotasks_dashboard"
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+type handler struct {
+	store Store
+	opts  Options
+	log   *slog.Logger
+	mux   *http.ServeMux
+	pages map[string]*template.Template
+	// formToken is put in every form and required on every POST: a page
+	// on another site cannot read it, so cannot forge a POST.
+	formToken string
+}
+
+// New returns the dashboard's handler, serving at the root path (mount it
+// under a prefix with http.StripPrefix).
+func New(s Store, opts Options) http.Handler {
+	opts.Refresh = cmp.Or(opts.Refresh, 2*time.Second)
+	opts.Timeout = cmp.Or(opts.Timeout, 10*time.Second)
+	h := &handler{store: s, opts: opts, log: cmp.Or(opts.Logger, slog.Default()), mux: http.NewServeMux()}
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	h.formToken = hex.EncodeToString(b[:])
+	h.pages = make(map[string]*template.Template)
+	for _, p := range []string{"overview", "queue", "task", "confirm", "login", "error"} {
+		h.pages[p] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+p+".html"))
+	}
+	static, _ := fs.Sub(files, "static")
+	h.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	h.mux.HandleFunc("GET /{$}", h.overview)
+	h.mux.HandleFunc("GET /queues/{queue}", h.queue)
+	h.mux.HandleFunc("GET /tasks", h.find)
+	h.mux.HandleFunc("GET /tasks/{id}", h.task)
+	h.mux.HandleFunc("POST /tasks/{id}/retry", h.act)
+	h.mux.HandleFunc("POST /tasks/{id}/cancel", h.act)
+	h.mux.HandleFunc("GET /api/stats", h.stats)
+	h.mux.HandleFunc("GET /login", h.loginPage)
+	h.mux.HandleFunc("POST /login", h.login)
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("Cache-Control", "no-store")
+	if len(h.opts.Hosts) > 0 && !slices.Contains(h.opts.Hosts, hostOnly(r.Host)) {
+		http.Error(w, fmt.Sprintf("this dashboard does not answer for host %q", r.Host), http.StatusMisdirectedRequest)
+		return
+	}
+	if r.Method == http.MethodPost && !sameOrigin(r) {
+		http.Error(w, "cross-site request refused", http.StatusForbidden)
+		return
+	}
+	public := r.URL.Path == "/login" || strings.HasPrefix(r.URL.Path, "/static/")
+	if h.opts.Token != "" && !public && !h.authorized(r) {
+		if strings.HasPrefix(r.URL.Path, "/api/") || r.Header.Get("Authorization") != "" || r.Method != http.MethodGet {
+			hd.Set("WWW-Authenticate", `Bearer realm="gotasks"`)
+			http.Error(w, "a valid token is required", http.StatusUnauthorized)
+			return
+		}
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// hostOnly is the host name of a Host header, without port or brackets.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// sameOrigin reports whether a POST comes from a page of this site, by the
+// headers browsers set on their own (a non-browser client sends neither).
+func sameOrigin(r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *handler) authorized(r *http.Request) bool {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(h.opts.Token)) == 1
+	}
+	c, err := r.Cookie(cookieName)
+	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(h.session())) == 1
+}
+
+// session is the login cookie's value: it proves the token was entered
+// without storing the token in the browser.
+func (h *handler) session() string {
+	m := hmac.New(sha256.New, []byte(h.opts.Token))
+	m.Write([]byte("gotasks dashboard session"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (h *handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, http.StatusOK, "login", loginView{Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (h *handler) login(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.FormValue("next"))
+	if !h.validForm(r) {
+		h.fail(w, r, http.StatusForbidden, "the form has expired: reload the page and try again")
+		return
+	}
+	if h.opts.Token == "" {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.FormValue("token")), []byte(h.opts.Token)) != 1 {
+		h.render(w, r, http.StatusUnauthorized, "login", loginView{Next: next, Wrong: true})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName, Value: h.session(), Path: "/", HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+	})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// safeNext keeps a post-login redirect on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
+func (h *handler) validForm(r *http.Request) bool {
+	return subtle.ConstantTimeCompare([]byte(r.FormValue("form_token")), []byte(h.formToken)) == 1
+}
+
+// page is what every template gets; View is the page's own data.
+type page struct {
+	Title     string
+	FormToken string
+	Auth      bool
+	View      any
+}
+
+type loginView struct {
+	Next  string
+	Wrong bool
+}
+
+func (h *handler) render(w http.ResponseWriter, r *http.Request, code int, name string, view any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	p := page{Title: name, FormToken: h.formToken, Auth: h.opts.Token != "", View: view}
+	if err := h.pages[name].Execute(w, p); err != nil {
+		h.log.Warn("dashboard: render page", "page", name, "path", r.URL.Path, "err", err)
+	}
+}
+
+// fail shows an error page; a Redis failure is also logged.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	if code >= 500 {
+		h.log.Warn("dashboard request failed", "path", r.URL.Path, "err", msg)
+	}
+	h.render(w, r, code, "error", msg)
+}
+
+func (h *handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), h.opts.Timeout)
+}
+
+type overviewView struct {
+	Queues   []broker.QueueStat
+	Failed   []row
+	Refresh  int64 // ms
+	Now      time.Time
+	Problems []string
+}
+
+func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	stats, err := h.store.QueueStats(ctx)
+	if err != nil {
+		h.fail(w, r, http.StatusBadGateway, "read the queues: "+err.Error())
+		return
+	}
+	v := overviewView{Queues: stats, Refresh: h.opts.Refresh.Milliseconds(), Now: time.Now()}
+	var failed []*task.RawResult
+	for _, s := range stats {
+		if s.Failed == 0 {
+			continue
+		}
+		rs, err := h.store.ListTasks(ctx, s.Queue, broker.StateFailed, 0, recentFailures)
+		if err != nil {
+			v.Problems = append(v.Problems, fmt.Sprintf("failed tasks of %s: %v", s.Queue, err))
+			continue
+		}
+		failed = append(failed, rs...)
+	}
+	slices.SortStableFunc(failed, func(a, b *task.RawResult) int { return b.FinishedAt.Compare(a.FinishedAt) })
+	for _, f := range failed[:min(len(failed), recentFailures)] {
+		v.Failed = append(v.Failed, newRow(f))
+	}
+	h.render(w, r, http.StatusOK, "overview", v)
+}
+
+// row is a task as a list shows it.
+type row struct {
+	*task.RawResult
+	Error string // the final error, or the latest attempt's
+	Trace string
+}
+
+func newRow(r *task.RawResult) row {
+	out := row{RawResult: r}
+	e := r.Err
+	if e == nil && len(r.Errors) > 0 {
+		e = r.Errors[len(r.Errors)-1]
+	}
+	if e != nil {
+		out.Error, out.Trace = e.Error(), e.Traceback
+	}
+	return out
+}
+
+var states = []broker.State{broker.StatePending, broker.StateDeferred, broker.StateRunning, broker.StateFailed}
+
+type queueView struct {
+	Stat         broker.QueueStat
+	State        broker.State
+	States       []broker.State
+	Rows         []row
+	Offset, Prev int
+	Next         int // 0: no next page
+}
+
+func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
+	q := r.PathValue("queue")
+	state := broker.State(cmp.Or(r.URL.Query().Get("state"), string(broker.StatePending)))
+	if !slices.Contains(states, state) {
+		h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("unknown state %q: pending, deferred, running or failed", state))
+		return
+	}
+	offset, err := strconv.Atoi(cmp.Or(r.URL.Query().Get("offset"), "0"))
+	if err != nil || offset < 0 {
+		h.fail(w, r, http.StatusBadRequest, "offset must be a number, 0 or more")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	stats, err := h.store.QueueStats(ctx)
+	if err != nil {
+		h.fail(w, r, http.StatusBadGateway, "read the queues: "+err.Error())
+		return
+	}
+	i := slices.IndexFunc(stats, func(s broker.QueueStat) bool { return s.Queue == q })
+	if i < 0 {
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no queue %q", q))
+		return
+	}
+	rs, err := h.store.ListTasks(ctx, q, state, offset, PageSize)
+	if err != nil {
+		h.fail(w, r, http.StatusBadGateway, "list tasks: "+err.Error())
+		return
+	}
+	v := queueView{Stat: stats[i], State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
+	if len(rs) == PageSize {
+		v.Next = offset + PageSize
+	}
+	for _, t := range rs {
+		v.Rows = append(v.Rows, newRow(t))
+	}
+	h.render(w, r, http.StatusOK, "queue", v)
+}
+
+// find is the overview's "go to task" box.
+func (h *handler) find(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimSpace(r.URL.Query().Get("id"))
+	if id == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/tasks/"+url.PathEscape(id), http.StatusSeeOther)
+}
+
+type taskView struct {
+	R          *task.RawResult
+	Args       string
+	ArgsErr    string
+	Value      string
+	ValueErr   string
+	Done       string // what the last action did
+	Problem    string // why the last action was refused
+	Retryable  bool
+	Cancelable bool
+}
+
+func (h *handler) task(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	h.showTask(ctx, w, r, http.StatusOK, r.URL.Query().Get("done"), "")
+}
+
+func (h *handler) showTask(ctx context.Context, w http.ResponseWriter, r *http.Request, code int, done, problem string) {
+	id := r.PathValue("id")
+	res, err := h.store.GetResult(ctx, id)
+	if errors.Is(err, task.ErrResultNotFound) {
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no task %q (its result may have expired)", id))
+		return
+	}
+	if err != nil {
+		h.fail(w, r, http.StatusBadGateway, "read the task: "+err.Error())
+		return
+	}
+	v := taskView{R: res, Problem: problem,
+		Retryable: res.Status == task.StatusFailed, Cancelable: res.Status == task.StatusNew}
+	switch done {
+	case "retried":
+		v.Done = "Retried: the task is waiting to run again."
+	case "cancelled":
+		v.Done = "Cancelled: the task will not run."
+	}
+	v.Args, v.ArgsErr = display(res.Serializer, res.Args)
+	if res.Status == task.StatusComplete {
+		v.Value, v.ValueErr = display(res.Serializer, res.Value)
+	}
+	h.render(w, r, code, "task", v)
+}
+
+// display is a value indented as JSON, or why it cannot be shown.
+func display(ser serializer.Serializer, data []byte) (string, string) {
+	raw, err := serializer.DisplayJSON(ser, data)
+	if err != nil {
+		return "", err.Error()
+	}
+	if raw == nil {
+		return "", ""
+	}
+	var out strings.Builder
+	enc := json.NewEncoder(&out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(raw); err != nil {
+		return string(raw), ""
+	}
+	return strings.TrimSpace(out.String()), ""
+}
+
+type confirmView struct {
+	ID, Action, Label, TaskName string
+}
+
+// act retries or cancels a task. A POST without confirmed=1 (a browser
+// without JavaScript, which asks with confirm() otherwise) gets a page
+// that asks first.
+func (h *handler) act(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	action := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	if !h.validForm(r) {
+		h.fail(w, r, http.StatusForbidden, "the form has expired: reload the page and try again")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	if r.FormValue("confirmed") != "1" {
+		res, err := h.store.GetResult(ctx, id)
+		if err != nil {
+			h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no task %q: %v", id, err))
+			return
+		}
+		label := map[string]string{"retry": "Retry", "cancel": "Cancel"}[action]
+		h.render(w, r, http.StatusOK, "confirm", confirmView{ID: id, Action: action, Label: label, TaskName: res.TaskName})
+		return
+	}
+	var err error
+	var done string
+	switch action {
+	case "retry":
+		err, done = h.store.RetryFailed(ctx, id), "retried"
+	case "cancel":
+		_, err = h.store.Cancel(ctx, id)
+		done = "cancelled"
+	}
+	switch {
+	case err == nil:
+		h.log.Info("dashboard: task "+done, "id", id, "remote", r.RemoteAddr)
+		http.Redirect(w, r, "/tasks/"+url.PathEscape(id)+"?done="+done, http.StatusSeeOther)
+	case errors.Is(err, broker.ErrNotRetryable), errors.Is(err, task.ErrNotCancellable):
+		h.showTask(ctx, w, r, http.StatusConflict, "", err.Error())
+	case errors.Is(err, task.ErrResultNotFound):
+		h.fail(w, r, http.StatusNotFound, err.Error())
+	default:
+		h.fail(w, r, http.StatusBadGateway, action+": "+err.Error())
+	}
+}
+
+// statsJSON is /api/stats: the live chart takes rates from the totals.
+type statsJSON struct {
+	Time   time.Time   `json:"time"`
+	Queues []queueJSON `json:"queues"`
+}
+
+type queueJSON struct {
+	Queue          string  `json:"queue"`
+	Pending        int64   `json:"pending"`
+	Deferred       int64   `json:"deferred"`
+	Running        int64   `json:"running"`
+	Failed         int64   `json:"failed"`
+	CompletedTotal int64   `json:"completed_total"`
+	FailedTotal    int64   `json:"failed_total"`
+	CancelledTotal int64   `json:"cancelled_total"`
+	OldestAge      float64 `json:"oldest_pending_age_seconds"`
+}
+
+func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	stats, err := h.store.QueueStats(ctx)
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		h.log.Warn("dashboard: read the queues", "err", err)
+		w.WriteHeader(http.StatusBadGateway)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	out := statsJSON{Time: time.Now(), Queues: make([]queueJSON, 0, len(stats))}
+	for _, s := range stats {
+		out.Queues = append(out.Queues, queueJSON{s.Queue, s.Pending, s.Deferred, s.Running, s.Failed,
+			s.Completed, s.FailedTotal, s.Cancelled, s.OldestAge.Seconds()})
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+var funcs = template.FuncMap{
+	"stamp": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return short(time.Since(t)) + " ago"
+	},
+	"age": func(d time.Duration) string {
+		if d <= 0 {
+			return "–"
+		}
+		return short(d)
+	},
+	"pathq": url.PathEscape,
+	"btn": func(token, id string) button { return button{token, id} },
+}
+
+// button is what the retry and cancel forms need.
+type button struct{ Token, ID string }
+
+// short is a duration to the precision a person reads at a glance.
+func short(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Second).String()
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+// ListenAddr is the address --dashboard-addr means: a port alone
+// (":8080") listens on 127.0.0.1 only; any other host is taken as given.
+// It also returns the host names to accept requests for (Options.Hosts):
+// the loopback names for a loopback address, none (any) otherwise.
+func ListenAddr(addr string) (string, []string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("dashboard address must be host:port or :port, not %q: %w", addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return net.JoinHostPort(host, port), []string{"localhost", "127.0.0.1", "::1"}, nil
+	}
+	return net.JoinHostPort(host, port), nil, nil
+}

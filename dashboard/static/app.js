@@ -1,0 +1,121 @@
+// gotasks dashboard: confirm before acting, and keep the overview live.
+"use strict";
+
+// Retry and cancel forms ask first. The server asks again (a confirmation
+// page) for a form posted without confirmed=1, as without JavaScript.
+document.addEventListener("submit", function (ev) {
+  var form = ev.target;
+  var question = form.getAttribute("data-confirm");
+  if (!question) return;
+  if (!window.confirm(question)) {
+    ev.preventDefault();
+    return;
+  }
+  var c = form.querySelector('input[name="confirmed"]');
+  if (c) c.value = "1";
+});
+
+// The overview polls /api/stats: the counts update in place and the chart
+// plots tasks finished per second, from the differences of the totals
+// every worker counts in Redis.
+(function () {
+  var canvas = document.getElementById("throughput");
+  if (!canvas) return;
+  var every = parseInt(canvas.getAttribute("data-refresh"), 10) || 2000;
+  var keep = 90;
+  var points = []; // {t, ok, bad} rates per second
+  var last = null;
+
+  function totals(s) {
+    var ok = 0, bad = 0;
+    s.queues.forEach(function (q) { ok += q.completed_total; bad += q.failed_total; });
+    return { t: Date.parse(s.time), ok: ok, bad: bad };
+  }
+
+  function age(sec) {
+    if (sec <= 0) return "–";
+    if (sec < 60) return sec.toFixed(1) + "s";
+    if (sec < 3600) return Math.round(sec / 60) + "m";
+    return Math.round(sec / 3600) + "h";
+  }
+
+  function updateTable(s) {
+    s.queues.forEach(function (q) {
+      var tr = document.querySelector('tr[data-queue="' + CSS.escape(q.queue) + '"]');
+      if (!tr) return;
+      ["pending", "deferred", "running", "failed", "completed_total", "failed_total"].forEach(function (f) {
+        var cell = tr.querySelector('[data-field="' + f + '"]');
+        if (cell) cell.textContent = q[f];
+      });
+      var o = tr.querySelector('[data-field="oldest"]');
+      if (o) o.textContent = age(q.oldest_pending_age_seconds);
+    });
+  }
+
+  function draw() {
+    var dpr = window.devicePixelRatio || 1;
+    var w = canvas.clientWidth, h = canvas.clientHeight;
+    canvas.width = w * dpr;
+    canvas.height = h * dpr;
+    var g = canvas.getContext("2d");
+    g.scale(dpr, dpr);
+    g.clearRect(0, 0, w, h);
+    var left = 48, bottom = h - 18, top = 8, right = w - 8;
+    var max = 1;
+    points.forEach(function (p) { max = Math.max(max, p.ok, p.bad); });
+    max = niceCeil(max);
+    g.strokeStyle = "#e4e7ec";
+    g.fillStyle = "#667085";
+    g.font = "11px system-ui, sans-serif";
+    for (var i = 0; i <= 4; i++) {
+      var y = bottom - (bottom - top) * i / 4;
+      g.beginPath(); g.moveTo(left, y); g.lineTo(right, y); g.stroke();
+      g.fillText(fmt(max * i / 4), 4, y + 4);
+    }
+    g.fillText("last " + Math.round(keep * every / 1000) + "s", left, h - 4);
+    function line(key, color) {
+      if (points.length < 2) return;
+      g.strokeStyle = color;
+      g.lineWidth = 2;
+      g.beginPath();
+      points.forEach(function (p, i) {
+        var x = right - (points.length - 1 - i) * (right - left) / (keep - 1);
+        var y = bottom - (bottom - top) * p[key] / max;
+        if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+      });
+      g.stroke();
+    }
+    line("ok", "#1f7a4d");
+    line("bad", "#b42318");
+  }
+
+  function niceCeil(v) {
+    var e = Math.pow(10, Math.floor(Math.log10(v)));
+    var m = v / e;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * e;
+  }
+  function fmt(v) { return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + "k" : String(Math.round(v * 10) / 10); }
+
+  function poll() {
+    fetch("/api/stats", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (s) {
+        updateTable(s);
+        var now = totals(s);
+        if (last && now.t > last.t) {
+          var dt = (now.t - last.t) / 1000;
+          points.push({ ok: Math.max(0, now.ok - last.ok) / dt, bad: Math.max(0, now.bad - last.bad) / dt });
+          if (points.length > keep) points.shift();
+          var p = points[points.length - 1];
+          document.getElementById("rate").textContent = fmt(p.ok) + " completed/s, " + fmt(p.bad) + " failed/s";
+          canvas.setAttribute("data-points", String(points.length));
+        }
+        last = now;
+        draw();
+      })
+      .catch(function (e) { document.getElementById("rate").textContent = "cannot read the queues: " + e.message; })
+      .finally(function () { setTimeout(poll, every); });
+  }
+  draw();
+  poll();
+})();
