@@ -544,7 +544,7 @@ var funcs = template.FuncMap{
 		return short(d)
 	},
 	"pathq": url.PathEscape,
-	"btn": func(token, id string) button { return button{token, id} },
+	"btn":   func(token, id string) button { return button{token, id} },
 }
 
 // button is what the retry and cancel forms need.
