@@ -16,6 +16,10 @@ type addArgs struct {
 	B int `json:"b"`
 }
 
+type flakyArgs struct {
+	FailAttempts int `json:"fail_attempts"`
+}
+
 type sleepArgs struct {
 	Ms  int    `json:"ms"`
 	Tag string `json:"tag,omitempty"`
@@ -28,6 +32,11 @@ var (
 	// demo.sleep returns the id of the worker that ran it.
 	sleepTask = task.Define("demo.sleep", func(ctx context.Context, a sleepArgs) (string, error) {
 		panic("demo.sleep runs in the worker")
+	})
+	// demo.flaky fails its first FailAttempts attempts, then returns the
+	// attempt number.
+	flakyTask = task.Define("demo.flaky", func(ctx context.Context, a flakyArgs) (int, error) {
+		panic("demo.flaky runs in the worker")
 	})
 	failTask = task.Define("demo.fail", func(ctx context.Context, msg string) (struct{}, error) {
 		panic("demo.fail runs in the worker")

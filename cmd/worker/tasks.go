@@ -23,6 +23,11 @@ type AddArgs struct {
 	B int `json:"b"`
 }
 
+// FlakyArgs are the arguments of demo.flaky.
+type FlakyArgs struct {
+	FailAttempts int `json:"fail_attempts"`
+}
+
 // SleepArgs are the arguments of demo.sleep and demo.record.
 type SleepArgs struct {
 	Ms  int    `json:"ms"`
@@ -43,6 +48,17 @@ var (
 		}
 		info, _ := task.InfoFrom(ctx)
 		return info.WorkerID, nil
+	})
+
+	// demo.flaky fails its first FailAttempts attempts, as a task whose
+	// upstream is briefly down, and then returns the attempt number: a
+	// retry (automatic, or RetryFailed from the dashboard) completes it.
+	flakyTask = task.Define("demo.flaky", func(ctx context.Context, a FlakyArgs) (int, error) {
+		info, _ := task.InfoFrom(ctx)
+		if info.Attempt <= a.FailAttempts {
+			return 0, fmt.Errorf("demo.flaky attempt %d: %w", info.Attempt, errors.New("upstream unavailable"))
+		}
+		return info.Attempt, nil
 	})
 
 	failTask = task.Define("demo.fail", func(ctx context.Context, msg string) (struct{}, error) {

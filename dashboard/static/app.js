@@ -25,6 +25,7 @@ document.addEventListener("submit", function (ev) {
   var keep = 90;
   var points = []; // {t, ok, bad} rates per second
   var last = null;
+  var peak = 0; // the highest completed/s plotted, for tests and the eye
 
   function totals(s) {
     var ok = 0, bad = 0;
@@ -94,7 +95,11 @@ document.addEventListener("submit", function (ev) {
     var m = v / e;
     return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * e;
   }
-  function fmt(v) { return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + "k" : String(Math.round(v * 10) / 10); }
+  function fmt(v) {
+    if (v >= 1000) return (v / 1000).toFixed(v >= 10000 ? 0 : 1) + "k";
+    if (v >= 10) return String(Math.round(v));
+    return String(Math.round(v * 100) / 100);
+  }
 
   function poll() {
     fetch("/api/stats", { credentials: "same-origin", cache: "no-store" })
@@ -108,7 +113,9 @@ document.addEventListener("submit", function (ev) {
           if (points.length > keep) points.shift();
           var p = points[points.length - 1];
           document.getElementById("rate").textContent = fmt(p.ok) + " completed/s, " + fmt(p.bad) + " failed/s";
+          peak = Math.max(peak, p.ok);
           canvas.setAttribute("data-points", String(points.length));
+          canvas.setAttribute("data-peak", String(peak));
         }
         last = now;
         draw();

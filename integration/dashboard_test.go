@@ -1,0 +1,161 @@
+package integration
+
+import (
+	"cmp"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gotasks/gotasks/task"
+)
+
+var dashboardListening = regexp.MustCompile(`msg="dashboard listening" url=(\S+)`)
+
+// dashboardURL waits for worker w to log where its dashboard listens.
+func (e *env) dashboardURL(w *workerProc) string {
+	e.t.Helper()
+	var url string
+	e.eventually(20*time.Second, "worker "+w.ID+" to serve its dashboard", func() (bool, string) {
+		if m := dashboardListening.FindStringSubmatch(w.Log()); m != nil {
+			url = m[1]
+			return true, ""
+		}
+		return false, "no \"dashboard listening\" line yet"
+	})
+	return url
+}
+
+// TestDashboardInBrowser drives the dashboard of a real worker process
+// against a real Redis in headless Chromium: sign in with the token, see
+// the queues, the live chart and a failed task with its error, retry it
+// (answering the confirmation: No first, then Yes) and watch it run and
+// complete, then cancel a deferred task. Screenshots go to the test's temp
+// dir, or to $GOTASKS_SCREENSHOT_DIR.
+func TestDashboardInBrowser(t *testing.T) {
+	requireBrowser(t)
+	e := newEnv(t)
+	const token = "e2e-dashboard-token"
+	w := e.startWorker(workerConfig{
+		ID: "dash", Queues: []string{task.DefaultQueue, "emails"}, Concurrency: 2, LogLevel: "info", Ready: true,
+		Extra: []string{"--dashboard-addr", "127.0.0.1:0", "--dashboard-token", token},
+	})
+	base := e.dashboardURL(w)
+	shots := cmp.Or(os.Getenv("GOTASKS_SCREENSHOT_DIR"), t.TempDir())
+
+	flaky, err := flakyTask.Enqueue(e.ctx, flakyArgs{FailAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := addTask.Using(task.Queue("emails"), task.RunAfter(time.Hour)).Enqueue(e.ctx, addArgs{A: 2, B: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := addTask.Enqueue(e.ctx, addArgs{A: i, B: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitStatus(e.B, flaky.ID, 30*time.Second, task.StatusFailed)
+	e.waitDrained(task.DefaultQueue, 30*time.Second)
+
+	b := startBrowser(t)
+	b.open(base)
+	if u := b.url(); !strings.Contains(u, "/login") {
+		t.Fatalf("without the token the dashboard showed %s, want the login page", u)
+	}
+	b.typeInto(b.find("#token"), token)
+	b.click(b.find("#signin"))
+	e.eventually(10*time.Second, "the overview after signing in", func() (bool, string) {
+		u := b.url()
+		return u == base, u
+	})
+
+	src := b.source()
+	for _, want := range []string{`data-queue="default"`, `data-queue="emails"`, flaky.ID, "upstream unavailable", "demo.flaky"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("the overview lacks %q", want)
+		}
+	}
+	if got := b.text(`tr[data-queue="emails"] [data-field="deferred"]`); got != "1" {
+		t.Errorf("emails deferred = %q, want 1", got)
+	}
+	if got := b.text(`tr[data-queue="default"] [data-field="failed"]`); got != "1" {
+		t.Errorf("default failed = %q, want 1", got)
+	}
+	// The chart plots a rate once it has polled twice (every 2s).
+	e.eventually(20*time.Second, "the live chart to plot", func() (bool, string) {
+		var points string
+		b.eval(`return document.getElementById("throughput").getAttribute("data-points") || "0"`, &points)
+		n, _ := strconv.Atoi(points)
+		return n >= 2, points + " points"
+	})
+	// Tasks completing now show as a rate above zero.
+	for i := range 300 {
+		if _, err := addTask.Enqueue(e.ctx, addArgs{A: i, B: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.eventually(20*time.Second, "the chart to show tasks completing", func() (bool, string) {
+		var peak string
+		b.eval(`return document.getElementById("throughput").getAttribute("data-peak") || "0"`, &peak)
+		v, _ := strconv.ParseFloat(peak, 64)
+		return v > 0, "peak " + peak + "/s, rate line: " + b.text("#rate")
+	})
+	t.Logf("overview: %s", b.screenshot(filepath.Join(shots, "dashboard-overview.png")))
+
+	// Retry asks first; answering No changes nothing.
+	retry := `#failures tr[data-id="` + flaky.ID + `"] button.retry`
+	b.click(b.find(retry))
+	if q := b.alert(); !strings.Contains(q, "Retry task "+flaky.ID) {
+		t.Errorf("confirmation %q", q)
+	}
+	b.answer(false)
+	if r, err := e.B.GetResult(e.ctx, flaky.ID); err != nil || r.Status != task.StatusFailed {
+		t.Fatalf("after answering No: %v, %v; want FAILED untouched", r, err)
+	}
+	b.click(b.find(retry))
+	b.alert()
+	b.answer(true)
+	e.eventually(10*time.Second, "the task page after the retry", func() (bool, string) {
+		u := b.url()
+		return strings.Contains(u, "/tasks/"+flaky.ID+"?done=retried"), u
+	})
+	if done := b.text("#done"); !strings.Contains(done, "Retried") {
+		t.Errorf("after retry the page says %q", done)
+	}
+	// The worker runs it again (attempt 2 succeeds): reload until the page
+	// shows it.
+	e.eventually(30*time.Second, "the retried task to complete on its page", func() (bool, string) {
+		b.open(base + "tasks/" + flaky.ID)
+		st := b.text("#status")
+		return st == "COMPLETE", st
+	})
+	if v := b.text("#value"); v != "2" {
+		t.Errorf("return value on the page %q, want 2 (the attempt that succeeded)", v)
+	}
+	t.Logf("task page: %s", b.screenshot(filepath.Join(shots, "dashboard-task.png")))
+	r, err := e.B.GetResult(e.ctx, flaky.ID)
+	if err != nil || r.Status != task.StatusComplete || r.Attempts != 2 || !slices.Equal(r.WorkerIDs, []string{"dash", "dash"}) {
+		t.Fatalf("after the retry: %+v, %v; want COMPLETE after 2 attempts by dash", r, err)
+	}
+
+	// Cancel the deferred task from its page.
+	b.open(base + "tasks/" + later.ID)
+	b.click(b.find("button.cancel"))
+	if q := b.alert(); !strings.Contains(q, "Cancel task "+later.ID) {
+		t.Errorf("confirmation %q", q)
+	}
+	b.answer(true)
+	e.eventually(10*time.Second, "the cancelled task's page", func() (bool, string) {
+		st := b.text("#status")
+		return st == "CANCELLED", st
+	})
+	if r, err := e.B.GetResult(e.ctx, later.ID); err != nil || r.Status != task.StatusCancelled {
+		t.Errorf("after cancel: %+v, %v", r, err)
+	}
+}
