@@ -43,7 +43,6 @@ func startDashboard(cfg Config, b *broker.Redis, log *slog.Logger) (stop func(),
 // tasks (for an operator's machine), until ctx is done. --dashboard-addr
 // defaults to :8080 (127.0.0.1:8080).
 func RunDashboard(ctx context.Context, cfg Config, log *slog.Logger) error {
-	cfg.DashboardAddr = cmp.Or(cfg.DashboardAddr, ":8080")
 	b, closeRedis, err := OpenRedisWith(cfg.RedisURL, broker.Options{Prefix: cfg.Prefix}, cfg.ConnOptions(10), log)
 	if err != nil {
 		return err
@@ -52,6 +51,14 @@ func RunDashboard(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := b.Check(ctx); err != nil {
 		log.Warn("redis not reachable yet; the dashboard shows the error until it is", "url", broker.RedactURL(cfg.RedisURL), "err", err)
 	}
+	return ServeDashboard(ctx, cfg, b, log)
+}
+
+// ServeDashboard serves the dashboard of b on cfg.DashboardAddr (default
+// :8080, that is 127.0.0.1:8080) until ctx is done. It returns at once
+// with an error when it cannot listen.
+func ServeDashboard(ctx context.Context, cfg Config, b *broker.Redis, log *slog.Logger) error {
+	cfg.DashboardAddr = cmp.Or(cfg.DashboardAddr, ":8080")
 	stop, err := startDashboard(cfg, b, log)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/dashboard"
 	"github.com/gotasks/gotasks/task"
 	"github.com/gotasks/gotasks/worker"
 )
@@ -153,6 +154,13 @@ func demo(cfg worker.Config, out io.Writer) error {
 	fmt.Fprintf(out, "\nrefused at Enqueue: %v\n", badErr)
 	fmt.Fprintln(out, "\nThe worker took the ready tasks by priority (50, 10, 0, 0, -10; the failing task")
 	fmt.Fprintln(out, "has priority 0 and was enqueued after demo.add 2+2), and the deferred task when its second was up.")
+	if cfg.DashboardAddr != "" {
+		// The in-memory Redis lives as long as this process: keep it, and
+		// the dashboard over it, until Ctrl-C.
+		addr, _, _ := dashboard.ListenAddr(cfg.DashboardAddr) // checked by ParseFlags
+		fmt.Fprintf(out, "\nThe dashboard of this in-memory Redis: http://%s/ (Ctrl-C to stop)\n", addr)
+		return worker.ServeDashboard(ctx, cfg, b, log)
+	}
 	return nil
 }
 

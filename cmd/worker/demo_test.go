@@ -46,3 +46,12 @@ func TestAdminDispatch(t *testing.T) {
 		t.Errorf("worker admin no-such-command exit code %d, want 2", code)
 	}
 }
+
+func TestDashboardDispatch(t *testing.T) {
+	if code := run([]string{"worker", "dashboard", "--help"}); code != 0 {
+		t.Errorf("worker dashboard --help exit code %d, want 0", code)
+	}
+	if code := run([]string{"worker", "dashboard", "--dashboard-addr", "8080"}); code != 2 {
+		t.Errorf("worker dashboard with a bad address: exit code %d, want 2", code)
+	}
+}

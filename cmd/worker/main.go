@@ -3,6 +3,7 @@
 //	worker --redis-url redis://127.0.0.1:6379/0 --queue default --concurrency 8
 //	worker demo        # embedded in-memory Redis, demo tasks, results printed
 //	worker admin queues  # inspect and manage queues (see worker admin --help)
+//	worker dashboard     # the web dashboard alone, on 127.0.0.1:8080
 //
 // Go cannot load code at run time, so a real deployment builds its own
 // worker: a main that imports the packages defining its tasks and calls
@@ -24,8 +25,8 @@ func main() { os.Exit(run(os.Args)) }
 
 func run(args []string) int {
 	name, rest := args[0], args[1:]
-	if len(rest) > 0 && rest[0] == "admin" {
-		return worker.Main(args) // worker admin <command>: inspect and manage queues
+	if len(rest) > 0 && (rest[0] == "admin" || rest[0] == "dashboard") {
+		return worker.Main(args) // inspect and manage queues: commands, or the web dashboard
 	}
 	demo := len(rest) > 0 && rest[0] == "demo"
 	if demo {
