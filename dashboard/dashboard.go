@@ -111,13 +111,14 @@ func New(s Store, opts Options) http.Handler {
 		h.pages[p] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+p+".html"))
 	}
 	static, _ := fs.Sub(files, "static")
-	h.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	h.mux.HandleFunc("GET /static/{file}", func(w http.ResponseWriter, r *http.Request) { files.ServeHTTP(w, r) })
 	h.mux.HandleFunc("GET /{$}", h.overview)
 	h.mux.HandleFunc("GET /queues/{queue}", h.queue)
 	h.mux.HandleFunc("GET /tasks", h.find)
 	h.mux.HandleFunc("GET /tasks/{id}", h.task)
-	h.mux.HandleFunc("POST /tasks/{id}/retry", h.act)
-	h.mux.HandleFunc("POST /tasks/{id}/cancel", h.act)
+	h.mux.HandleFunc("POST /tasks/{id}/retry", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "retry") })
+	h.mux.HandleFunc("POST /tasks/{id}/cancel", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "cancel") })
 	h.mux.HandleFunc("GET /api/stats", h.stats)
 	h.mux.HandleFunc("GET /login", h.loginPage)
 	h.mux.HandleFunc("POST /login", h.login)
@@ -153,10 +154,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // hostOnly is the host name of a Host header, without port or brackets.
 func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h = strings.Trim(hostport, "[]")
 	}
-	return strings.Trim(hostport, "[]")
+	return strings.TrimSuffix(strings.ToLower(h), ".")
 }
 
 // sameOrigin reports whether a POST comes from a page of this site, by the
@@ -174,20 +176,46 @@ func sameOrigin(r *http.Request) bool {
 	return true
 }
 
+// authorized reports whether r carries the token (Bearer) or a login
+// cookie that has not expired.
 func (h *handler) authorized(r *http.Request) bool {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		tok, ok := strings.CutPrefix(auth, "Bearer ")
-		return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(h.opts.Token)) == 1
+	if h.bearer(r) {
+		return true
 	}
 	c, err := r.Cookie(cookieName)
-	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(h.session())) == 1
+	if err != nil {
+		return false
+	}
+	issued, mac, ok := strings.Cut(c.Value, ".")
+	sec, err := strconv.ParseInt(issued, 10, 64)
+	if !ok || err != nil || time.Since(time.Unix(sec, 0)) > sessionLifetime || time.Unix(sec, 0).After(time.Now().Add(time.Minute)) {
+		return false
+	}
+	return equal(mac, h.sessionMAC(issued))
 }
 
-// session is the login cookie's value: it proves the token was entered
-// without storing the token in the browser.
-func (h *handler) session() string {
+// bearer reports whether r has a valid "Authorization: Bearer" header,
+// which a page on another site cannot make a browser send.
+func (h *handler) bearer(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && h.opts.Token != "" && equal(tok, h.opts.Token)
+}
+
+// equal compares secrets in constant time, lengths included.
+func equal(a, b string) bool {
+	x, y := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
+}
+
+// sessionLifetime is how long a login lasts.
+const sessionLifetime = 7 * 24 * time.Hour
+
+// sessionMAC signs a login's issue time with the token: the cookie proves
+// the token was entered, without storing it in the browser, and changing
+// the token ends every login.
+func (h *handler) sessionMAC(issued string) string {
 	m := hmac.New(sha256.New, []byte(h.opts.Token))
-	m.Write([]byte("gotasks dashboard session"))
+	m.Write([]byte("gotasks dashboard session " + issued))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -205,27 +233,41 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(r.FormValue("token")), []byte(h.opts.Token)) != 1 {
+	if !equal(r.FormValue("token"), h.opts.Token) {
+		h.log.Warn("dashboard: wrong token at login", "remote", r.RemoteAddr)
 		h.render(w, r, http.StatusUnauthorized, "login", loginView{Next: next, Wrong: true})
 		return
 	}
+	issued := strconv.FormatInt(time.Now().Unix(), 10)
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: h.session(), Path: "/", HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+		Name: cookieName, Value: issued + "." + h.sessionMAC(issued), Path: "/",
+		MaxAge: int(sessionLifetime.Seconds()), HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		// Behind a TLS-terminating proxy the request itself is plain HTTP.
+		Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
 	})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: a path of its own,
+// nothing a browser could read as another host (//host, /\host, or with
+// control characters that browsers drop, as in "/\t/host").
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
 		return "/"
 	}
 	return next
 }
 
+// validForm reports whether a POST came from one of the dashboard's own
+// forms, or from a script with the bearer token (which needs no form).
 func (h *handler) validForm(r *http.Request) bool {
-	return subtle.ConstantTimeCompare([]byte(r.FormValue("form_token")), []byte(h.formToken)) == 1
+	return h.bearer(r) || equal(r.FormValue("form_token"), h.formToken)
 }
 
 // page is what every template gets; View is the page's own data.
@@ -250,12 +292,16 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, code int, name 
 	}
 }
 
-// fail shows an error page; a Redis failure is also logged.
+// fail shows an error page.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	if code >= 500 {
-		h.log.Warn("dashboard request failed", "path", r.URL.Path, "err", msg)
-	}
 	h.render(w, r, code, "error", msg)
+}
+
+// unavailable reports that Redis could not do what (a 502): the details
+// (addresses, the error) go to the log, not to whoever loads the page.
+func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
+	h.log.Warn("dashboard: Redis failed", "path", r.URL.Path, "op", what, "err", err)
+	h.fail(w, r, http.StatusBadGateway, "Could not "+what+": Redis did not answer as expected (the details are in the server's log).")
 }
 
 func (h *handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {
@@ -275,7 +321,7 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stats, err := h.store.QueueStats(ctx)
 	if err != nil {
-		h.fail(w, r, http.StatusBadGateway, "read the queues: "+err.Error())
+		h.unavailable(w, r, "read the queues", err)
 		return
 	}
 	v := overviewView{Queues: stats, Refresh: h.opts.Refresh.Milliseconds(), Now: time.Now()}
@@ -286,7 +332,8 @@ func (h *handler) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		rs, err := h.store.ListTasks(ctx, s.Queue, broker.StateFailed, 0, recentFailures)
 		if err != nil {
-			v.Problems = append(v.Problems, fmt.Sprintf("failed tasks of %s: %v", s.Queue, err))
+			h.log.Warn("dashboard: list failed tasks", "queue", s.Queue, "err", err)
+			v.Problems = append(v.Problems, fmt.Sprintf("Could not list the failed tasks of %s (the details are in the server's log).", s.Queue))
 			continue
 		}
 		failed = append(failed, rs...)
@@ -344,7 +391,7 @@ func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stats, err := h.store.QueueStats(ctx)
 	if err != nil {
-		h.fail(w, r, http.StatusBadGateway, "read the queues: "+err.Error())
+		h.unavailable(w, r, "read the queues", err)
 		return
 	}
 	i := slices.IndexFunc(stats, func(s broker.QueueStat) bool { return s.Queue == q })
@@ -352,14 +399,15 @@ func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no queue %q", q))
 		return
 	}
-	rs, err := h.store.ListTasks(ctx, q, state, offset, PageSize)
+	// One more than a page tells whether there is a next page.
+	rs, err := h.store.ListTasks(ctx, q, state, offset, PageSize+1)
 	if err != nil {
-		h.fail(w, r, http.StatusBadGateway, "list tasks: "+err.Error())
+		h.unavailable(w, r, "list the tasks", err)
 		return
 	}
 	v := queueView{Stat: stats[i], State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
-	if len(rs) == PageSize {
-		v.Next = offset + PageSize
+	if len(rs) > PageSize {
+		v.Next, rs = offset+PageSize, rs[:PageSize]
 	}
 	for _, t := range rs {
 		v.Rows = append(v.Rows, newRow(t))
@@ -372,6 +420,10 @@ func (h *handler) find(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimSpace(r.URL.Query().Get("id"))
 	if id == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	if !task.ValidID(id) {
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("%q is not a task id (26 letters and digits)", id))
 		return
 	}
 	http.Redirect(w, r, "/tasks/"+url.PathEscape(id), http.StatusSeeOther)
@@ -403,7 +455,7 @@ func (h *handler) showTask(ctx context.Context, w http.ResponseWriter, r *http.R
 		return
 	}
 	if err != nil {
-		h.fail(w, r, http.StatusBadGateway, "read the task: "+err.Error())
+		h.unavailable(w, r, "read the task", err)
 		return
 	}
 	v := taskView{R: res, Problem: problem,
@@ -446,9 +498,8 @@ type confirmView struct {
 // act retries or cancels a task. A POST without confirmed=1 (a browser
 // without JavaScript, which asks with confirm() otherwise) gets a page
 // that asks first.
-func (h *handler) act(w http.ResponseWriter, r *http.Request) {
+func (h *handler) act(w http.ResponseWriter, r *http.Request, action string) {
 	id := r.PathValue("id")
-	action := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	if !h.validForm(r) {
 		h.fail(w, r, http.StatusForbidden, "the form has expired: reload the page and try again")
 		return
@@ -457,8 +508,12 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if r.FormValue("confirmed") != "1" {
 		res, err := h.store.GetResult(ctx, id)
+		if errors.Is(err, task.ErrResultNotFound) {
+			h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no task %q (its result may have expired)", id))
+			return
+		}
 		if err != nil {
-			h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no task %q: %v", id, err))
+			h.unavailable(w, r, "read the task", err)
 			return
 		}
 		label := map[string]string{"retry": "Retry", "cancel": "Cancel"}[action]
@@ -466,13 +521,12 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err error
-	var done string
-	switch action {
-	case "retry":
-		err, done = h.store.RetryFailed(ctx, id), "retried"
-	case "cancel":
-		_, err = h.store.Cancel(ctx, id)
+	done := "retried"
+	if action == "retry" {
+		err = h.store.RetryFailed(ctx, id)
+	} else {
 		done = "cancelled"
+		_, err = h.store.Cancel(ctx, id)
 	}
 	switch {
 	case err == nil:
@@ -483,13 +537,14 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, task.ErrResultNotFound):
 		h.fail(w, r, http.StatusNotFound, err.Error())
 	default:
-		h.fail(w, r, http.StatusBadGateway, action+": "+err.Error())
+		h.unavailable(w, r, action+" the task", err)
 	}
 }
 
 // statsJSON is /api/stats: the live chart takes rates from the totals.
 type statsJSON struct {
 	Time   time.Time   `json:"time"`
+	TimeMS int64       `json:"time_ms"` // the same, for JavaScript
 	Queues []queueJSON `json:"queues"`
 }
 
@@ -511,15 +566,19 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 	stats, err := h.store.QueueStats(ctx)
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		h.log.Warn("dashboard: read the queues", "err", err)
+		h.log.Warn("dashboard: Redis failed", "path", r.URL.Path, "err", err)
 		w.WriteHeader(http.StatusBadGateway)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "could not read the queues from Redis"})
 		return
 	}
-	out := statsJSON{Time: time.Now(), Queues: make([]queueJSON, 0, len(stats))}
+	now := time.Now()
+	out := statsJSON{Time: now, TimeMS: now.UnixMilli(), Queues: make([]queueJSON, 0, len(stats))}
 	for _, s := range stats {
-		out.Queues = append(out.Queues, queueJSON{s.Queue, s.Pending, s.Deferred, s.Running, s.Failed,
-			s.Completed, s.FailedTotal, s.Cancelled, s.OldestAge.Seconds()})
+		out.Queues = append(out.Queues, queueJSON{
+			Queue: s.Queue, Pending: s.Pending, Deferred: s.Deferred, Running: s.Running, Failed: s.Failed,
+			CompletedTotal: s.Completed, FailedTotal: s.FailedTotal, CancelledTotal: s.Cancelled,
+			OldestAge: s.OldestAge.Seconds(),
+		})
 	}
 	_ = json.NewEncoder(w).Encode(out)
 }
@@ -577,7 +636,11 @@ func ListenAddr(addr string) (string, []string, error) {
 		host = "127.0.0.1"
 	}
 	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-		return net.JoinHostPort(host, port), []string{"localhost", "127.0.0.1", "::1"}, nil
+		hosts := []string{"localhost", "127.0.0.1", "::1"}
+		if h := hostOnly(host); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+		return net.JoinHostPort(host, port), hosts, nil
 	}
 	return net.JoinHostPort(host, port), nil, nil
 }

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +168,9 @@ func TestOverviewAndQueuePages(t *testing.T) {
 	if code, _ := e.get("/static/app.js"); code != http.StatusOK {
 		t.Errorf("app.js = %d", code)
 	}
+	if code, _ := e.get("/static/"); code != http.StatusNotFound {
+		t.Errorf("a listing of /static/ = %d, want 404", code)
+	}
 
 	code, body = e.get("/api/stats")
 	var stats struct {
@@ -238,6 +243,9 @@ func TestTaskPageRetryAndCancel(t *testing.T) {
 	if code, loc := e.get("/tasks?id=+" + failed + "+"); code != http.StatusSeeOther || loc != "/tasks/"+failed {
 		t.Errorf("find = %d %s", code, loc)
 	}
+	if code, _ := e.get("/tasks?id=.."); code != http.StatusNotFound {
+		t.Errorf("find .. = %d, want 404", code)
+	}
 }
 
 // TestForgedPosts: a state change needs the form token of the dashboard's
@@ -259,11 +267,13 @@ func TestForgedPosts(t *testing.T) {
 	if c := send(url.Values{"confirmed": {"1"}}); c != http.StatusForbidden {
 		t.Errorf("no form token = %d, want 403", c)
 	}
-	if c := send(url.Values{"confirmed": {"1"}, "form_token": {tok}}, "Origin", "https://evil.example"); c != http.StatusForbidden {
-		t.Errorf("other origin = %d, want 403", c)
-	}
-	if c := send(url.Values{"confirmed": {"1"}, "form_token": {tok}}, "Sec-Fetch-Site", "cross-site"); c != http.StatusForbidden {
-		t.Errorf("cross-site = %d, want 403", c)
+	for _, h := range [][]string{
+		{"Origin", "https://evil.example"}, {"Origin", "null"},
+		{"Sec-Fetch-Site", "cross-site"}, {"Sec-Fetch-Site", "same-site"},
+	} {
+		if c := send(url.Values{"confirmed": {"1"}, "form_token": {tok}}, h...); c != http.StatusForbidden {
+			t.Errorf("%s: %s = %d, want 403", h[0], h[1], c)
+		}
 	}
 	if r, _ := e.b.GetResult(e.ctx, failed); r.Status != task.StatusFailed {
 		t.Errorf("a forged POST changed the task: %s", r.Status)
@@ -301,9 +311,129 @@ func TestToken(t *testing.T) {
 	if code, _ := e.get("/queues/q"); code != http.StatusOK {
 		t.Errorf("page after login = %d", code)
 	}
-	// The login never sends anyone to another site.
-	if _, loc := e.post("/login", "/login", url.Values{"token": {"s3cret"}, "next": {"//evil.example/x"}}); loc != "/" {
-		t.Errorf("login to another site redirected to %s", loc)
+	// The login never sends anyone to another site, however the address
+	// is written (browsers drop tabs and newlines: "/\t/evil" is //evil).
+	for _, next := range []string{"//evil.example/x", "/\t/evil.example/x", "/\\evil.example", "https://evil.example/", "/\n/evil.example", "evil"} {
+		if _, loc := e.post("/login", "/login", url.Values{"token": {"s3cret"}, "next": {next}}); loc != "/" {
+			t.Errorf("login with next=%q redirected to %q, want /", next, loc)
+		}
+	}
+	if _, body := e.get("/login?next=%2F%09%2Fevil.example"); !strings.Contains(body, `name="next" value="/"`) {
+		t.Errorf("the login form carries a foreign next on:\n%s", body)
+	}
+}
+
+// TestSession: the login cookie is HttpOnly, SameSite=Strict, expires,
+// and holds a signature of its issue time: changing the time breaks it.
+func TestSession(t *testing.T) {
+	e := newEnv(t, dashboard.Options{Token: "s3cret"})
+	failed := e.fail("q", "boom")
+	_, page := e.get("/login")
+	tok := formToken.FindStringSubmatch(page)[1]
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/login", strings.NewReader(url.Values{"token": {"s3cret"}, "form_token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cs := resp.Cookies()
+	if len(cs) != 1 || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode || cs[0].MaxAge <= 0 || cs[0].Secure {
+		t.Fatalf("cookies %+v; want one HttpOnly, SameSite=Strict cookie with a Max-Age (not Secure over plain HTTP)", cs)
+	}
+	withCookie := func(v string) int {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/stats", nil)
+		req.AddCookie(&http.Cookie{Name: cs[0].Name, Value: v})
+		code, _ := e.do(req)
+		return code
+	}
+	if c := withCookie(cs[0].Value); c != http.StatusOK {
+		t.Errorf("the login cookie = %d", c)
+	}
+	issued, mac, _ := strings.Cut(cs[0].Value, ".")
+	n, _ := strconv.ParseInt(issued, 10, 64)
+	if c := withCookie(strconv.FormatInt(n+1, 10) + "." + mac); c != http.StatusUnauthorized {
+		t.Errorf("a cookie with its time changed = %d, want 401", c)
+	}
+
+	// Behind a TLS proxy the cookie is Secure.
+	req, _ = http.NewRequest(http.MethodPost, e.srv.URL+"/login", strings.NewReader(url.Values{"token": {"s3cret"}, "form_token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err = http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || !cs[0].Secure {
+		t.Errorf("behind https: %+v, want Secure", cs)
+	}
+
+	// A POST needs the login (or the token) too; a script with the bearer
+	// token needs no form token.
+	post := func(header ...string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/tasks/"+failed+"/retry", strings.NewReader("confirmed=1"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := post(); c != http.StatusUnauthorized {
+		t.Errorf("POST without the token = %d, want 401", c)
+	}
+	if r, _ := e.b.GetResult(e.ctx, failed); r.Status != task.StatusFailed {
+		t.Fatalf("an unauthorised POST retried the task")
+	}
+	if c := post("Authorization", "Bearer s3cret"); c != http.StatusSeeOther {
+		t.Errorf("POST with the bearer token = %d, want 303", c)
+	}
+	if r, _ := e.b.GetResult(e.ctx, failed); r.Status != task.StatusNew {
+		t.Errorf("after a bearer retry: %s", r.Status)
+	}
+}
+
+// TestOddQueueNames: names with spaces, slashes, '?', '#' and non-ASCII
+// letters link to their own page.
+func TestOddQueueNames(t *testing.T) {
+	e := newEnv(t, dashboard.Options{})
+	const q = "a b/c?d#é"
+	id := e.enqueue("dashtest.odd", q, 1)
+	_, body := e.get("/")
+	link := "/queues/" + url.PathEscape(q)
+	if !strings.Contains(body, `href="`+link+`"`) {
+		t.Fatalf("no link %s on the overview:\n%s", link, body)
+	}
+	code, body := e.get(link + "?state=pending")
+	if code != http.StatusOK || !strings.Contains(body, id) {
+		t.Errorf("GET %s = %d\n%s", link, code, body)
+	}
+}
+
+// TestPages: a queue page shows 50 tasks and links to the next page only
+// when there is one.
+func TestPages(t *testing.T) {
+	e := newEnv(t, dashboard.Options{})
+	for i := range dashboard.PageSize {
+		e.enqueue("dashtest.page", "q", i)
+	}
+	_, body := e.get("/queues/q")
+	if n := strings.Count(body, "<tr data-id="); n != dashboard.PageSize || strings.Contains(body, "more →") {
+		t.Errorf("exactly one page: %d rows, more link %v", n, strings.Contains(body, "more →"))
+	}
+	e.enqueue("dashtest.page", "q", 99)
+	_, body = e.get("/queues/q")
+	if n := strings.Count(body, "<tr data-id="); n != dashboard.PageSize || !strings.Contains(body, "offset=50") {
+		t.Errorf("first of two pages: %d rows, next link %v", n, strings.Contains(body, "offset=50"))
+	}
+	_, body = e.get("/queues/q?offset=50")
+	if n := strings.Count(body, "<tr data-id="); n != 1 || strings.Contains(body, "more →") || !strings.Contains(body, "offset=0") {
+		t.Errorf("second page: %d rows\n%s", n, body)
 	}
 }
 
@@ -328,14 +458,23 @@ func TestHosts(t *testing.T) {
 	if _, _, err := dashboard.ListenAddr("8080"); err == nil {
 		t.Error("ListenAddr(8080) accepted a port without colon")
 	}
+	if _, hosts, _ := dashboard.ListenAddr("127.0.0.2:8080"); !slices.Contains(hosts, "127.0.0.2") {
+		t.Errorf("ListenAddr(127.0.0.2:8080) hosts %v lack the address itself", hosts)
+	}
 	e := newEnv(t, dashboard.Options{Hosts: hosts})
 	if code, _ := e.get("/"); code != http.StatusOK {
 		t.Errorf("127.0.0.1 = %d", code)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/", nil)
-	req.Host = "rebind.example:80"
-	if code, _ := e.do(req); code != http.StatusMisdirectedRequest {
-		t.Errorf("other host = %d, want 421", code)
+	for host, want := range map[string]int{
+		"rebind.example:80": http.StatusMisdirectedRequest, "rebind.example": http.StatusMisdirectedRequest,
+		"localhost:8080": http.StatusOK, "LOCALHOST:8080": http.StatusOK, "localhost.": http.StatusOK,
+		"[::1]:8080": http.StatusOK, "[::1]": http.StatusOK,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/", nil)
+		req.Host = host
+		if code, _ := e.do(req); code != want {
+			t.Errorf("Host %s = %d, want %d", host, code, want)
+		}
 	}
 }
 
@@ -348,6 +487,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	addr := m.Addr()
 	m.Close()
 	srv := httptest.NewServer(dashboard.New(b, dashboard.Options{Timeout: 2 * time.Second}))
 	defer srv.Close()
@@ -358,7 +498,9 @@ func TestRedisDown(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "connect") {
+		// Said plainly, without the error's details (addresses) that only
+		// the log gets.
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "Redis") || strings.Contains(string(body), addr) {
 			t.Errorf("%s with Redis down = %d\n%s", path, resp.StatusCode, body)
 		}
 	}

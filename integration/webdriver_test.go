@@ -208,9 +208,21 @@ func (b *browser) typeInto(el, text string) {
 // text is an element's rendered text.
 func (b *browser) text(css string) string {
 	b.t.Helper()
-	var s string
-	b.must(b.call(http.MethodGet, b.session("/element/"+b.find(css)+"/text"), nil, &s))
+	s, err := b.tryText(css)
+	b.must(err)
 	return s
+}
+
+// tryText is text for a page that may still be loading (in a retry loop):
+// no such element yet is an error, not a failed test.
+func (b *browser) tryText(css string) (string, error) {
+	el, err := b.tryFind(css)
+	if err != nil {
+		return "", err
+	}
+	var s string
+	err = b.call(http.MethodGet, b.session("/element/"+el+"/text"), nil, &s)
+	return s, err
 }
 
 // source is the current page's HTML.

@@ -27,10 +27,21 @@ document.addEventListener("submit", function (ev) {
   var last = null;
   var peak = 0; // the highest completed/s plotted, for tests and the eye
 
-  function totals(s) {
-    var ok = 0, bad = 0;
-    s.queues.forEach(function (q) { ok += q.completed_total; bad += q.failed_total; });
-    return { t: Date.parse(s.time), ok: ok, bad: bad };
+  // snapshot keeps each queue's totals: a rate is the sum of the queues'
+  // own increases, so that one queue whose totals went back (its keys were
+  // deleted) hides nothing of the others.
+  function snapshot(s) {
+    var q = {};
+    s.queues.forEach(function (x) { q[x.queue] = { ok: x.completed_total, bad: x.failed_total }; });
+    return { t: s.time_ms, q: q };
+  }
+  function increase(now, before, key) {
+    var sum = 0;
+    Object.keys(now.q).forEach(function (name) {
+      var b = before.q[name];
+      if (b) sum += Math.max(0, now.q[name][key] - b[key]);
+    });
+    return sum;
   }
 
   function age(sec) {
@@ -47,6 +58,7 @@ document.addEventListener("submit", function (ev) {
       ["pending", "deferred", "running", "failed", "completed_total", "failed_total"].forEach(function (f) {
         var cell = tr.querySelector('[data-field="' + f + '"]');
         if (cell) cell.textContent = q[f];
+        if (cell && f === "failed") cell.classList.toggle("bad", q[f] > 0);
       });
       var o = tr.querySelector('[data-field="oldest"]');
       if (o) o.textContent = age(q.oldest_pending_age_seconds);
@@ -106,10 +118,10 @@ document.addEventListener("submit", function (ev) {
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (s) {
         updateTable(s);
-        var now = totals(s);
+        var now = snapshot(s);
         if (last && now.t > last.t) {
           var dt = (now.t - last.t) / 1000;
-          points.push({ ok: Math.max(0, now.ok - last.ok) / dt, bad: Math.max(0, now.bad - last.bad) / dt });
+          points.push({ ok: increase(now, last, "ok") / dt, bad: increase(now, last, "bad") / dt });
           if (points.length > keep) points.shift();
           var p = points[points.length - 1];
           document.getElementById("rate").textContent = fmt(p.ok) + " completed/s, " + fmt(p.bad) + " failed/s";
