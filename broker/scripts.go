@@ -113,21 +113,80 @@ end
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
 //	KEYS[7] unique  KEYS[8...] u:<h> of the unique tasks
-//	ARGV    groups of 7: id, priority, run_after_ms (0: now), envelope,
-//	        then for a unique task <h>, window_ms (0: until it finishes) and
-//	        the index in KEYS of its u:<h> key; '', 0, 0 otherwise
+//	ARGV[1] n, the number of tasks; then n groups of 4: id, priority,
+//	        run_after_ms (0: now), envelope; then a group of 4 for each
+//	        unique task: its task number (1-based), <h>, window_ms (0: until
+//	        it finishes) and the index in KEYS of its u:<h> key
 //
-// Returns {tasks stored, fresh, then pairs: group number (1-based),
-// holder id} for the duplicates. fresh is 1 when the queue's seq key did
-// not exist (a new queue, or a Redis that lost its data), so that the
-// caller registers the queue in the queue set again. Fails without writing
+// Returns {tasks stored, fresh, then pairs: task number (1-based), holder
+// id} for the duplicates. fresh is 1 when the queue's seq key did not
+// exist (a new queue, or a Redis that lost its data), so that the caller
+// registers the queue in the queue set again. Fails without writing
 // anything if an id already exists.
+//
+// The values and set entries are written at the end, with one command
+// per key for the whole call (in chunks: Lua's unpack takes at most a few
+// thousand values): a call per task and key cost Redis more than the
+// writes themselves. One task that is not unique (a plain Enqueue) takes
+// a shorter path, where HSETNX checks its id before anything is written.
 var enqueueScript = redis.NewScript(prelude + `
-for i = 1, #ARGV, 7 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    return redis.error_reply('gotasks: duplicate task id ' .. ARGV[i])
+local n = tonumber(ARGV[1])
+local last = redis.call('GET', KEYS[4])
+local fresh = 0
+if not last then fresh = 1 end
+last = tonumber(last or '0')
+local ms = now_ms()
+-- value is pack(0, prio, s, '0', '', env), the value of a task never
+-- claimed, without string.format for a seq of up to 14 digits (which '..'
+-- writes in full).
+local function value(prio, s, env)
+  if s < 1e14 then return '0 ' .. prio .. ' ' .. s .. ' 0 \n' .. env end
+  return pack(0, prio, s, '0', '', env)
+end
+if n == 1 and #ARGV == 5 then
+  -- One task, not unique: the usual Enqueue, in as few commands as can be.
+  local id, prio, at = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+  local seq = nil
+  local v
+  if at > ms then
+    v = value(prio, 0, ARGV[5])
+  else
+    seq = math.max(last + 1, (ms - 1735689600000) * 16)
+    v = value(prio, seq, ARGV[5])
+  end
+  if redis.call('HSETNX', KEYS[1], id, v) == 0 then
+    return redis.error_reply('gotasks: duplicate task id ' .. id)
+  end
+  if seq then
+    redis.call('ZADD', KEYS[2], score(prio, seq), id)
+    redis.call('SET', KEYS[4], num(seq))
+    wake(KEYS[5])
+  else
+    redis.call('ZADD', KEYS[3], num(at), id)
+    if fresh == 1 then redis.call('SET', KEYS[4], '0') end
+    wake(KEYS[6])
+  end
+  return {1, fresh}
+end
+local function bulk(cmd, key, list)
+  for c = 1, #list, 1000 do
+    local r = redis.call(cmd, key, unpack(list, c, math.min(c + 999, #list)))
+    if cmd == 'HMGET' then
+      for j = 1, #r do
+        if r[j] then return list[c + j - 1] end
+      end
+    end
   end
 end
+local ids = {}
+for i = 1, n do ids[i] = ARGV[4 * i - 2] end
+local dup = bulk('HMGET', KEYS[1], ids)
+if dup then return redis.error_reply('gotasks: duplicate task id ' .. dup) end
+local uniq = {}
+for j = 2 + 4 * n, #ARGV, 4 do uniq[tonumber(ARGV[j])] = j end
+-- stored: the ids of this call that are stored, whose values are only
+-- written at the end.
+local stored = {}
 -- holder returns the id that holds unique key h (window key w), if any,
 -- and deletes a T:unique entry whose holder has left T:tasks.
 local function holder(h, w)
@@ -135,20 +194,20 @@ local function holder(h, w)
   if o then return o end
   o = redis.call('HGET', KEYS[7], 'k:' .. h)
   if not o then return nil end
-  if redis.call('HEXISTS', KEYS[1], o) == 1 then return o end
+  if stored[o] or redis.call('HEXISTS', KEYS[1], o) == 1 then return o end
   release_unique(KEYS[7], o)
   return nil
 end
-local fresh = 1 - redis.call('EXISTS', KEYS[4])
-local ms = now_ms()
 local seq = nil
-local ready, deferred = 0, 0
-local dups = {}
-for i = 1, #ARGV, 7 do
-  local id, prio, at = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local h, window, k = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+local unique = #ARGV > 1 + 4 * n
+local values, ready, deferred, dups, bases = {}, {}, {}, {}, {}
+for i = 1, n do
+  local j = 4 * i - 2
+  local id, prio, at = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
   local dup = nil
-  if k > 0 then
+  local u = uniq[i]
+  if u then
+    local h, window, k = ARGV[u + 1], tonumber(ARGV[u + 2]), tonumber(ARGV[u + 3])
     dup = holder(h, KEYS[k])
     if not dup then
       if window > 0 then
@@ -159,30 +218,42 @@ for i = 1, #ARGV, 7 do
     end
   end
   if dup then
-    dups[#dups + 1] = (i - 1) / 7 + 1
+    dups[#dups + 1] = i
     dups[#dups + 1] = dup
   else
     local s = 0
     if at > ms then
-      redis.call('ZADD', KEYS[3], num(at), id)
-      deferred = deferred + 1
+      deferred[#deferred + 1] = num(at)
+      deferred[#deferred + 1] = id
     else
-      if not seq then seq = next_seq(KEYS[4], ms) else seq = seq + 1 end
+      if not seq then seq = math.max(last + 1, (ms - 1735689600000) * 16) else seq = seq + 1 end
       s = seq
-      redis.call('ZADD', KEYS[2], score(prio, s), id)
-      ready = ready + 1
+      -- score(prio, s) is score(prio, 0) + s: one string.format per
+      -- priority instead of per task (ZADD takes the number in full).
+      local base = bases[prio]
+      if not base then
+        base = tonumber(score(prio, 0))
+        bases[prio] = base
+      end
+      ready[#ready + 1] = base + s
+      ready[#ready + 1] = id
     end
-    redis.call('HSET', KEYS[1], id, pack(0, prio, s, '0', '', ARGV[i + 3]))
+    if unique then stored[id] = true end
+    values[#values + 1] = id
+    values[#values + 1] = value(prio, s, ARGV[j + 3])
   end
 end
-if ready > 0 then
+bulk('HSET', KEYS[1], values)
+bulk('ZADD', KEYS[2], ready)
+bulk('ZADD', KEYS[3], deferred)
+if seq then
   redis.call('SET', KEYS[4], num(seq))
   wake(KEYS[5])
 elseif fresh == 1 then
   redis.call('SET', KEYS[4], '0')
 end
-if deferred > 0 then wake(KEYS[6]) end
-local out = {ready + deferred, fresh}
+if #deferred > 0 then wake(KEYS[6]) end
+local out = {#values / 2, fresh}
 for _, x in ipairs(dups) do out[#out + 1] = x end
 return out
 `)
