@@ -15,8 +15,26 @@ import (
 // machine. With -cpuprofile it shows where the client's time goes:
 //
 //	cd bench && go test -run '^$' -bench Enqueue -benchmem -cpuprofile cpu.out
+//
+// ping/one is the floor of any enqueue that waits for Redis: a go-redis
+// PING from one goroutine, one round trip each.
 func BenchmarkEnqueue(b *testing.B) {
 	url := sharedRedisURL(b)
+	b.Run("ping/one", func(b *testing.B) {
+		a, err := newAdmin(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer a.Close()
+		ctx := context.Background()
+		measureCPU(b, url, func() {
+			for range b.N {
+				if err := a.rdb.Ping(ctx).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
 	for _, open := range []struct {
 		name string
 		fn   opener
