@@ -245,12 +245,17 @@ func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 		if err != nil {
 			return scriptCall{}, fmt.Errorf("finish %s: %w", r.ID, err)
 		}
-		failed := 0
+		failed, hasErrors := 0, 0
 		if r.Status == task.StatusFailed {
 			failed = 1
 		}
+		// The errors the claim returned are those of the errors hash: its
+		// entry exists exactly when they are not empty.
+		if len(r.Errors) > 0 || r.Attempts > 1 {
+			hasErrors = 1
+		}
 		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique, k.failed(), k.done()},
-			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob, failed}}, nil
+			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob, failed, hasErrors}}, nil
 	case r.Status == task.StatusNew:
 		errsBlob, err := encodeErrors(r.Errors)
 		if err != nil {

@@ -270,7 +270,9 @@ return out
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = redis.NewScript(prelude + `
 local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
-local ms, us = now_ms(), now_us()
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local expiry = num(ms + tonumber(ARGV[2]))
 local out = {us}
 for i = 1, #popped, 2 do
@@ -284,7 +286,8 @@ for i = 1, #popped, 2 do
     redis.call('ZADD', KEYS[2], expiry, id)
     out[#out + 1] = id
     out[#out + 1] = v
-    out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
+    -- Errors are only kept after an attempt (retry, RetryFailed).
+    if a > 0 then out[#out + 1] = redis.call('HGET', KEYS[5], id) or '' else out[#out + 1] = '' end
   end
 end
 if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
@@ -321,19 +324,26 @@ return lost
 //	KEYS[6] failed  KEYS[7] done
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error
 //	ARGV[6] ttl_ms  ARGV[7] errors of every failed attempt  ARGV[8] 1 if status is FAILED
+//	ARGV[9] 1 if the task has errors of earlier attempts (an entry in errors)
 //
 // Returns the finish time in unix µs, or 0 when the lease was lost. The
 // task's unique key (if any) is released by the HDEL from tasks; the
 // release_unique call only frees the T:unique entry's memory.
+//
+// The fencing check is holds() in fewer commands: the attempt in the
+// header first, then ZREM from running, whose reply says whether the task
+// was running; on either refusal nothing has been written. (The errors
+// entry exists only after a failed attempt, which the claim returned to
+// the worker: ARGV[9] saves an HDEL for every other task.)
 var finishScript = redis.NewScript(prelude + `
-local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
-if not v then return 0 end
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if not v or tonumber(string.match(v, '^(%d+) ')) ~= tonumber(ARGV[2]) then return 0 end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local us = now_us()
 redis.call('HSET', KEYS[3], 't', v, 's', ARGV[3], 'f', us, 'v', ARGV[4], 'e', ARGV[5], 'x', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[9] ~= '0' then redis.call('HDEL', KEYS[4], ARGV[1]) end
 release_unique(KEYS[5], ARGV[1])
 if ARGV[8] == '1' then
   -- Trimming the expired entries here keeps the index as long as the
