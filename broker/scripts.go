@@ -286,8 +286,7 @@ for i = 1, #popped, 2 do
     redis.call('ZADD', KEYS[2], expiry, id)
     out[#out + 1] = id
     out[#out + 1] = v
-    -- Errors are only kept after an attempt (retry, RetryFailed).
-    if a > 0 then out[#out + 1] = redis.call('HGET', KEYS[5], id) or '' else out[#out + 1] = '' end
+    out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
   end
 end
 if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
