@@ -111,8 +111,8 @@ func New(s Store, opts Options) http.Handler {
 		h.pages[p] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+p+".html"))
 	}
 	static, _ := fs.Sub(files, "static")
-	files := http.StripPrefix("/static/", http.FileServerFS(static))
-	h.mux.HandleFunc("GET /static/{file}", func(w http.ResponseWriter, r *http.Request) { files.ServeHTTP(w, r) })
+	// {file}: the named files only, never a listing of the directory.
+	h.mux.Handle("GET /static/{file}", http.StripPrefix("/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /{$}", h.overview)
 	h.mux.HandleFunc("GET /queues/{queue}", h.queue)
 	h.mux.HandleFunc("GET /tasks", h.find)
