@@ -7,8 +7,8 @@ import (
 )
 
 // BenchmarkEnqueue measures the producer side per task against a private
-// redis-server: one Enqueue call per task from one goroutine (gotasks and
-// asynq), and gotasks' EnqueueMany in batches of 100. Besides ns/op and
+// redis-server: one Enqueue call per task from one goroutine and from 16
+// (gotasks and asynq), and gotasks' EnqueueMany in batches of 100. Besides ns/op and
 // allocations it reports the CPU time per task of this process
 // (client-µs/op: encoding, go-redis, syscalls, the Go scheduler) and of
 // Redis (redis-µs/op, INFO cpu), which are steadier than ns/op on a busy
@@ -47,6 +47,23 @@ func BenchmarkEnqueue(b *testing.B) {
 					if err := s.Enqueue(ctx, newPayload(int64(i))); err != nil {
 						b.Fatal(err)
 					}
+				}
+			})
+		})
+	}
+	for _, open := range []struct {
+		name string
+		fn   opener
+	}{{nameGotasks, openGotasks}, {nameAsynq, openAsynq}} {
+		b.Run(open.name+"/16", func(b *testing.B) {
+			s := openFlushed(b, url, open.fn)
+			ctx := context.Background()
+			measureCPU(b, url, func() {
+				err := parallel(ctx, b.N, 16, func(ctx context.Context, i int) error {
+					return s.Enqueue(ctx, newPayload(int64(i)))
+				})
+				if err != nil {
+					b.Fatal(err)
 				}
 			})
 		})
