@@ -201,6 +201,9 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..7] of enqueueScript
+	// co merges concurrent Enqueue calls on the queue; nil for a queue
+	// past maxCachedQueues, whose Enqueue calls each run on their own.
+	co *coalescer
 }
 
 // maxCachedQueues bounds the cache of queueKeys: queue names come from
@@ -225,7 +228,10 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}
 	}
-	if len(b.kcache) < maxCachedQueues {
+	if c := b.kcache[queue]; c != nil {
+		qk = c // built by another goroutine meanwhile: one coalescer per queue
+	} else if len(b.kcache) < maxCachedQueues {
+		qk.co = &coalescer{}
 		b.kcache[queue] = qk
 	}
 	b.kmu.Unlock()
@@ -409,8 +415,148 @@ func appendMsgpackInt(dst []byte, v int64) []byte {
 }
 
 // Enqueue stores one task.
+//
+// Concurrent Enqueue calls on one queue share round trips (a group
+// commit): a call made while maxInFlight others are on their way to Redis
+// waits for one of them, and then all the calls that gathered meanwhile
+// (up to maxCoalesced) are stored by one script call, each task as if
+// enqueued alone (its own id check, its own unique key). A call alone on
+// its queue is sent at once, as before. Enqueue returns when its task is
+// stored (or refused), as before. With 16 goroutines enqueueing on the
+// bench's machine, Redis spends ~8.5 µs per task instead of ~14, and the
+// rate is ~30% higher.
 func (b *Redis) Enqueue(ctx context.Context, msg *task.Message) error {
-	return b.EnqueueMany(ctx, []*task.Message{msg})
+	co := b.queueKeys(msg.Queue).co
+	if co == nil {
+		return b.EnqueueMany(ctx, []*task.Message{msg})
+	}
+	co.mu.Lock()
+	if co.inFlight < maxInFlight {
+		co.inFlight++
+		co.mu.Unlock()
+		err := b.EnqueueMany(ctx, []*task.Message{msg})
+		b.handOff(co)
+		return err
+	}
+	w := &waiter{ctx: ctx, msg: *msg, done: make(chan struct{})}
+	co.waiting = append(co.waiting, w)
+	co.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		co.mu.Lock()
+		if i := slices.Index(co.waiting, w); i >= 0 {
+			// Not sent: the task is not stored.
+			co.waiting = slices.Delete(co.waiting, i, i+1)
+			co.mu.Unlock()
+			return fmt.Errorf("enqueue 1 tasks: %w", context.Cause(ctx))
+		}
+		co.mu.Unlock()
+		// On its way: like a command whose reply did not come in time,
+		// the task may be stored or not.
+		select {
+		case <-w.done:
+		default:
+			return fmt.Errorf("enqueue 1 tasks: %w", context.Cause(ctx))
+		}
+	}
+	msg.DuplicateOf = w.msg.DuplicateOf
+	return w.err
+}
+
+// maxCoalesced bounds the tasks that concurrent Enqueue calls put in one
+// script call.
+const maxCoalesced = 500
+
+// maxInFlight is how many script calls of Enqueue may be in flight on one
+// queue before further calls wait to be coalesced: with two, Redis runs
+// one while the client sends the other (1: 0.74×, 2: 0.81×, 4: 0.81×
+// asynq's rate with 16 goroutines on the bench's 2-core machine).
+const maxInFlight = 2
+
+// coalescer gathers the Enqueue calls on one queue that come while one
+// of them is in flight (see Enqueue).
+type coalescer struct {
+	mu       sync.Mutex
+	inFlight int       // calls and flushes in flight, at most maxInFlight
+	waiting  []*waiter // calls that came meanwhile, in order
+}
+
+// waiter is an Enqueue call waiting for a flush. msg is a copy of the
+// caller's message, so that a caller that gave up (its context ended)
+// races with nothing.
+type waiter struct {
+	ctx  context.Context
+	msg  task.Message
+	err  error
+	done chan struct{} // closed once msg.DuplicateOf and err are set
+}
+
+// handOff ends a call or flush on co: the calls that gathered meanwhile
+// are flushed (by another goroutine, so that the caller returns now), or
+// co is idle again.
+func (b *Redis) handOff(co *coalescer) {
+	co.mu.Lock()
+	if len(co.waiting) == 0 {
+		co.inFlight--
+		co.mu.Unlock()
+		return
+	}
+	n := min(len(co.waiting), maxCoalesced)
+	ws := slices.Clone(co.waiting[:n])
+	co.waiting = slices.Delete(co.waiting, 0, n)
+	co.mu.Unlock()
+	go func() {
+		b.flush(ws)
+		b.handOff(co)
+	}()
+}
+
+// flush stores the tasks of ws with one script call and tells each
+// waiter its outcome. When the call wrote nothing because of one task (an
+// id already stored, or the same id twice), each task is sent on its own
+// instead, so that one caller's error is not the others'.
+func (b *Redis) flush(ws []*waiter) {
+	msgs := make([]*task.Message, len(ws))
+	for i, w := range ws {
+		msgs[i] = &w.msg
+	}
+	ctx, cancel := sharedContext(ws)
+	err := b.EnqueueMany(ctx, msgs)
+	cancel()
+	if err != nil && len(ws) > 1 && (errors.Is(err, task.ErrInvalidTask) || strings.Contains(err.Error(), duplicateIDError)) {
+		for _, w := range ws {
+			w.err = b.EnqueueMany(w.ctx, []*task.Message{&w.msg})
+			close(w.done)
+		}
+		return
+	}
+	for _, w := range ws {
+		w.err = err
+		close(w.done)
+	}
+}
+
+// duplicateIDError starts the enqueue script's error for an id that is
+// already stored (it then writes nothing).
+const duplicateIDError = "gotasks: duplicate task id "
+
+// sharedContext bounds a flush by the latest deadline of its callers
+// (none if one of them has none). It carries none of their values or
+// cancellations: a caller that gives up returns at once, and the others'
+// tasks are still sent.
+func sharedContext(ws []*waiter) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, w := range ws {
+		d, ok := w.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(context.Background())
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
 }
 
 // EnqueueMany stores a batch of tasks in one round trip: one script call per
