@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"sync"
@@ -109,9 +108,21 @@ const (
 	DefaultMaxArgsSize = 1 << 20
 )
 
-// queueName keeps queue names usable as Redis keys, hash tags and URL
-// segments.
-var queueName = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
+// validQueueName keeps queue names usable as Redis keys, hash tags and URL
+// segments: 1-100 characters of A-Z a-z 0-9 _ . : -. A loop rather than a
+// regexp: it runs for every message enqueued, and a regexp cost ~1 µs.
+func validQueueName(q string) bool {
+	if len(q) == 0 || len(q) > 100 {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Definition is the type-erased side of a Task that workers use to run it.
 type Definition interface {
@@ -294,7 +305,7 @@ func (c config) validate(b Backend) error {
 	if c.priority != DefaultPriority && !f.Priority {
 		return invalid("backend %q does not support priorities", b.Name())
 	}
-	if !queueName.MatchString(c.queue) {
+	if !validQueueName(c.queue) {
 		return invalid("queue name %q must be 1-100 characters of A-Z a-z 0-9 _ . : -", c.queue)
 	}
 	if allowed := b.Queues(); len(allowed) > 0 && !slices.Contains(allowed, c.queue) {
