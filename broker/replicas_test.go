@@ -140,8 +140,12 @@ func TestWaitReplicasStoppedReplica(t *testing.T) {
 	ctx := context.Background()
 	const timeout = 300 * time.Millisecond
 	b := openOn(t, master, broker.Options{WaitReplicas: 1, WaitTimeout: timeout})
+	// While the replica is up, a timeout the loaded CI machine (a race
+	// build of every package at once) cannot miss: the confirmation, not
+	// its speed, is what those steps check.
+	patient := openOn(t, master, broker.Options{WaitReplicas: 1, WaitTimeout: 10 * time.Second})
 	plain := openOn(t, master, broker.Options{})
-	if err := b.Enqueue(ctx, newMsg(t, "brokertest.wait", "default", 0, 0)); err != nil {
+	if err := patient.Enqueue(ctx, newMsg(t, "brokertest.wait", "default", 0, 0)); err != nil {
 		t.Fatalf("with the replica up: %v", err)
 	}
 
@@ -181,7 +185,7 @@ func TestWaitReplicasStoppedReplica(t *testing.T) {
 		}
 		return true, ""
 	})
-	if err := b.Enqueue(ctx, newMsg(t, "brokertest.wait", "default", 0, 5)); err != nil {
+	if err := patient.Enqueue(ctx, newMsg(t, "brokertest.wait", "default", 0, 5)); err != nil {
 		t.Fatalf("with the replica back: %v", err)
 	}
 
@@ -279,13 +283,18 @@ func TestWaitReplicasCluster(t *testing.T) {
 	b, err := broker.Open(url, broker.Options{Prefix: prefix, WaitReplicas: 1, WaitTimeout: 300 * time.Millisecond})
 	must(err)
 	defer b.Close()
+	// The confirmed enqueues get a timeout a loaded CI machine cannot
+	// miss; the refused ones the short one, to keep the test quick.
+	patient, err := broker.Open(url, broker.Options{Prefix: prefix, WaitReplicas: 1, WaitTimeout: 10 * time.Second})
+	must(err)
+	defer patient.Close()
 	// Reads from a cluster replica need READONLY on their connection.
 	rconn := cr.Conn()
 	defer rconn.Close()
 	must(rconn.ReadOnly(ctx).Err())
 	for i := range 50 {
 		msgs := []*task.Message{newMsg(t, "brokertest.wait", qa, 0, i), newMsg(t, "brokertest.wait", qa, 0, -i)}
-		if err := b.EnqueueMany(ctx, msgs); err != nil {
+		if err := patient.EnqueueMany(ctx, msgs); err != nil {
 			t.Fatalf("enqueue %d on %s (the master with a replica): %v", i, qa, err)
 		}
 		for _, m := range msgs {
