@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,10 +50,12 @@ func TestRedeliveryCap(t *testing.T) {
 	}
 }
 
-var stuck = make(chan struct{})
+// stuck holds stubbornTask until the test that runs it ends; each run of
+// the test (go test -count=N) makes its own.
+var stuck atomic.Pointer[chan struct{}]
 
 var stubbornTask = task.Define("workertest.stubborn", func(ctx context.Context, _ int) (int, error) {
-	<-stuck // ignores its context
+	<-*stuck.Load() // ignores its context
 	return 1, nil
 }, task.Timeout(50*time.Millisecond))
 
@@ -60,7 +63,9 @@ var stubbornTask = task.Define("workertest.stubborn", func(ctx context.Context, 
 // slot and its lease: with concurrency 1 the next task still runs.
 func TestTimeoutFreesTheSlot(t *testing.T) {
 	e := setup(t)
-	t.Cleanup(func() { close(stuck) })
+	ch := make(chan struct{})
+	stuck.Store(&ch)
+	t.Cleanup(func() { close(ch) })
 	slow := must[*task.Result[int]](t)(stubbornTask.Enqueue(e.ctx, 0))
 	next := must[*task.Result[int]](t)(addTask.Using(task.Priority(-1)).Enqueue(e.ctx, [2]int{2, 2}))
 	e.runToEnd(worker.Options{Batch: true, Concurrency: 1})
