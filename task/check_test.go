@@ -94,6 +94,13 @@ func TestCheckReportsInvalidOptions(t *testing.T) {
 	highPrio := task.Define(taskName(t, "prio"), identity[int], task.UseBackend(bImm), task.Priority(500))
 	deferred := task.Define(taskName(t, "defer"), identity[int], task.UseBackend(bImm), task.RunAfter(time.Minute))
 	badQueue := task.Define(taskName(t, "queue"), identity[int], task.UseBackend(bImm), task.Queue("no spaces"))
+	// Invalid on purpose: gone when the test ends, or Check fails in every
+	// later test (TestCheck under -count=2).
+	t.Cleanup(func() {
+		for _, name := range []string{highPrio.Name(), deferred.Name(), badQueue.Name()} {
+			task.Unregister(name)
+		}
+	})
 	cfg := allWell()
 	cfg[bImm] = task.NewImmediateBackend(bImm, task.BackendOptions{})
 	task.Configure(cfg)
