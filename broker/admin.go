@@ -226,7 +226,7 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 // CancelIn is Cancel for a task known to be on queue.
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed(), k.done()},
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done},
 		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
@@ -269,7 +269,7 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
 	k := b.keys(q)
-	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed()},
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed},
 		id, string(task.StatusFailed)).StringSlice()
 	if err != nil {
 		return fmt.Errorf("retry %s in %s: %w", id, q, err)
@@ -425,7 +425,7 @@ func (b *Redis) pruneKeys(ctx context.Context, k keys, found []string, cutoff in
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("read %d results: %w", len(found), err)
 	}
-	del := []string{k.failed()}
+	del := []string{k.failed}
 	var args []any
 	for i, c := range cmds {
 		v := c.Val()
@@ -500,7 +500,7 @@ func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
 // StatsOf returns the QueueStat of one queue, in one script call.
 func (b *Redis) StatsOf(ctx context.Context, queue string) (QueueStat, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed(), k.done()}).Slice()
+	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed, k.done}).Slice()
 	if err != nil {
 		return QueueStat{}, fmt.Errorf("stats of %s: %w", queue, err)
 	}
@@ -568,10 +568,6 @@ const (
 // MaxListLimit bounds the page ListTasks reads in one script call.
 const MaxListLimit = 1000
 
-// failed and done are keys of the layout in scripts.go.
-func (k keys) failed() string { return k.tag + ":failed" }
-func (k keys) done() string   { return k.tag + ":done" }
-
 // ListTasks returns up to limit tasks of queue in state, skipping the
 // first offset, in the order given for each State. A page is read in one
 // consistent step; pages read one after another may overlap or miss tasks
@@ -636,7 +632,7 @@ func (b *Redis) listFailed(ctx context.Context, queue string, offset, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("list failed tasks of %s: read the Redis clock: %w", queue, err)
 	}
-	ids, err := b.rdb.ZRevRangeByScore(ctx, k.failed(), &redis.ZRangeBy{
+	ids, err := b.rdb.ZRevRangeByScore(ctx, k.failed, &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf", Offset: int64(offset), Count: int64(limit),
 	}).Result()
 	if err != nil {

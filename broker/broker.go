@@ -191,6 +191,8 @@ type keys struct {
 	// that end an unfinished task may take it in KEYS to free the task's
 	// entry with release_unique (see scripts.go).
 	unique string
+	// failed indexes the FAILED results; done counts finishes by status.
+	failed, done string
 }
 
 func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
@@ -221,7 +223,7 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 	k := keys{
 		tag: tag, tasks: tag + ":tasks", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
-		errors: tag + ":errors", unique: tag + ":unique",
+		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
 	}
 	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique}}
 	b.kmu.Lock()

@@ -254,7 +254,7 @@ func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 		if len(r.Errors) > 0 || r.Attempts > 1 {
 			hasErrors = 1
 		}
-		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique, k.failed(), k.done()},
+		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique, k.failed, k.done},
 			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob, failed, hasErrors}}, nil
 	case r.Status == task.StatusNew:
 		errsBlob, err := encodeErrors(r.Errors)
