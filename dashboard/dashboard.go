@@ -447,15 +447,25 @@ func (h *handler) task(w http.ResponseWriter, r *http.Request) {
 	h.showTask(ctx, w, r, http.StatusOK, r.URL.Query().Get("done"), "")
 }
 
-func (h *handler) showTask(ctx context.Context, w http.ResponseWriter, r *http.Request, code int, done, problem string) {
+// result reads the task of the request's {id}; when it cannot, it has
+// answered (404, or 502 for Redis) and returns nil.
+func (h *handler) result(ctx context.Context, w http.ResponseWriter, r *http.Request) *task.RawResult {
 	id := r.PathValue("id")
 	res, err := h.store.GetResult(ctx, id)
 	if errors.Is(err, task.ErrResultNotFound) {
 		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no task %q (its result may have expired)", id))
-		return
+		return nil
 	}
 	if err != nil {
 		h.unavailable(w, r, "read the task", err)
+		return nil
+	}
+	return res
+}
+
+func (h *handler) showTask(ctx context.Context, w http.ResponseWriter, r *http.Request, code int, done, problem string) {
+	res := h.result(ctx, w, r)
+	if res == nil {
 		return
 	}
 	v := taskView{R: res, Problem: problem,
@@ -507,13 +517,8 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, action string) {
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	if r.FormValue("confirmed") != "1" {
-		res, err := h.store.GetResult(ctx, id)
-		if errors.Is(err, task.ErrResultNotFound) {
-			h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no task %q (its result may have expired)", id))
-			return
-		}
-		if err != nil {
-			h.unavailable(w, r, "read the task", err)
+		res := h.result(ctx, w, r)
+		if res == nil {
 			return
 		}
 		label := map[string]string{"retry": "Retry", "cancel": "Cancel"}[action]
