@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -477,6 +478,27 @@ type QueueStat struct {
 	// jumping from one to the next: at most one cheap lookup per priority,
 	// never a scan of the queue.
 	OldestAge time.Duration
+}
+
+// MarshalJSON is the one JSON form of a QueueStat, for the admin
+// command's --json and the dashboard's /api/stats: snake_case names, the
+// totals as completed_total, failed_total and cancelled_total, and the
+// ages in seconds (to the millisecond).
+func (s QueueStat) MarshalJSON() ([]byte, error) {
+	seconds := func(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
+	return json.Marshal(struct {
+		Queue            string  `json:"queue"`
+		Pending          int64   `json:"pending"`
+		Deferred         int64   `json:"deferred"`
+		Running          int64   `json:"running"`
+		Failed           int64   `json:"failed"`
+		CompletedTotal   int64   `json:"completed_total"`
+		FailedTotal      int64   `json:"failed_total"`
+		CancelledTotal   int64   `json:"cancelled_total"`
+		OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+		NextAgeSeconds   float64 `json:"next_pending_age_seconds"`
+	}{s.Queue, s.Pending, s.Deferred, s.Running, s.Failed, s.Completed, s.FailedTotal, s.Cancelled,
+		seconds(s.OldestAge), seconds(s.NextAge)})
 }
 
 // QueueStats describes every known queue, sorted by name. Each queue is

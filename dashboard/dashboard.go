@@ -548,21 +548,9 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, action string) {
 
 // statsJSON is /api/stats: the live chart takes rates from the totals.
 type statsJSON struct {
-	Time   time.Time   `json:"time"`
-	TimeMS int64       `json:"time_ms"` // the same, for JavaScript
-	Queues []queueJSON `json:"queues"`
-}
-
-type queueJSON struct {
-	Queue          string  `json:"queue"`
-	Pending        int64   `json:"pending"`
-	Deferred       int64   `json:"deferred"`
-	Running        int64   `json:"running"`
-	Failed         int64   `json:"failed"`
-	CompletedTotal int64   `json:"completed_total"`
-	FailedTotal    int64   `json:"failed_total"`
-	CancelledTotal int64   `json:"cancelled_total"`
-	OldestAge      float64 `json:"oldest_pending_age_seconds"`
+	Time   time.Time          `json:"time"`
+	TimeMS int64              `json:"time_ms"` // the same, for JavaScript
+	Queues []broker.QueueStat `json:"queues"`  // see QueueStat.MarshalJSON
 }
 
 func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
@@ -577,15 +565,7 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	out := statsJSON{Time: now, TimeMS: now.UnixMilli(), Queues: make([]queueJSON, 0, len(stats))}
-	for _, s := range stats {
-		out.Queues = append(out.Queues, queueJSON{
-			Queue: s.Queue, Pending: s.Pending, Deferred: s.Deferred, Running: s.Running, Failed: s.Failed,
-			CompletedTotal: s.Completed, FailedTotal: s.FailedTotal, CancelledTotal: s.Cancelled,
-			OldestAge: s.OldestAge.Seconds(),
-		})
-	}
-	_ = json.NewEncoder(w).Encode(out)
+	_ = json.NewEncoder(w).Encode(statsJSON{Time: now, TimeMS: now.UnixMilli(), Queues: stats})
 }
 
 var funcs = template.FuncMap{

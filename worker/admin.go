@@ -270,10 +270,6 @@ func (a *adminRun) printJSON(v any) error {
 	return nil
 }
 
-// seconds rounds a duration for JSON, where a float of seconds is easier
-// for scripts than Go's duration strings.
-func seconds(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
-
 // age formats a queue age for people: "-" for nothing pending.
 func age(d time.Duration) string {
 	if d <= 0 {
@@ -293,31 +289,13 @@ func stamp(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-type queueJSON struct {
-	Queue            string  `json:"queue"`
-	Pending          int64   `json:"pending"`
-	Deferred         int64   `json:"deferred"`
-	Running          int64   `json:"running"`
-	Failed           int64   `json:"failed"`
-	CompletedTotal   int64   `json:"completed_total"`
-	FailedTotal      int64   `json:"failed_total"`
-	CancelledTotal   int64   `json:"cancelled_total"`
-	OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
-	NextAgeSeconds   float64 `json:"next_pending_age_seconds"`
-}
-
 func (a *adminRun) queues(ctx context.Context) error {
 	stats, err := a.b.QueueStats(ctx)
 	if err != nil {
 		return err
 	}
 	if a.json {
-		out := make([]queueJSON, 0, len(stats))
-		for _, s := range stats {
-			out = append(out, queueJSON{s.Queue, s.Pending, s.Deferred, s.Running, s.Failed,
-				s.Completed, s.FailedTotal, s.Cancelled, seconds(s.OldestAge), seconds(s.NextAge)})
-		}
-		return a.printJSON(out)
+		return a.printJSON(stats) // see broker.QueueStat.MarshalJSON
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "QUEUE\tPENDING\tDEFERRED\tRUNNING\tFAILED\tOLDEST PENDING\tNEXT PENDING\tCOMPLETED TOTAL")
