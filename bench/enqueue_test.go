@@ -117,14 +117,7 @@ func measureCPU(b *testing.B, url string, fn func()) {
 // openFlushed empties Redis and opens a system on it, closed when b ends.
 func openFlushed(b *testing.B, url string, open opener) system {
 	ctx := context.Background()
-	a, err := newAdmin(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	if err := a.flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	flushRedis(b, url)
 	s, err := open(url)
 	if err != nil {
 		b.Fatal(err)

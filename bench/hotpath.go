@@ -36,19 +36,25 @@ func benchHotPath(b *testing.B, url string, c int) {
 	}
 }
 
-// filledBroker empties Redis, enqueues b.N no-op tasks (untimed: the timer
-// is stopped) and returns a fresh broker on it, closed when b ends.
-func filledBroker(b *testing.B, url string) *broker.Redis {
-	ctx := context.Background()
-	b.StopTimer()
+// flushRedis empties the Redis at url (see admin.flush), failing b if it
+// cannot.
+func flushRedis(b testing.TB, url string) {
 	a, err := newAdmin(url)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer a.Close()
-	if err := a.flush(ctx); err != nil {
+	if err := a.flush(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// filledBroker empties Redis, enqueues b.N no-op tasks (untimed: the timer
+// is stopped) and returns a fresh broker on it, closed when b ends.
+func filledBroker(b *testing.B, url string) *broker.Redis {
+	ctx := context.Background()
+	b.StopTimer()
+	flushRedis(b, url)
 	sys, err := openGotasks(url)
 	if err != nil {
 		b.Fatal(err)
