@@ -30,7 +30,7 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 // refused) or can never claim it.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
-//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done
+//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready
 //	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status
 //
 // Returns {'cancelled', value, finished_us, errors}, {'done', status} when
@@ -53,8 +53,10 @@ redis.call('PEXPIRE', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])
 release_unique(KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then
+  local _, p = parse(v)
+  unready(KEYS[2], KEYS[10], ARGV[1], p)
+end
 -- An earlier FAILED result under this id is replaced.
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
@@ -67,7 +69,7 @@ return {'cancelled', v, us, errs}
 // result is dropped.
 //
 //	KEYS[1] result  KEYS[2] tasks  KEYS[3] pending  KEYS[4] seq  KEYS[5] wake  KEYS[6] errors
-//	KEYS[7] failed
+//	KEYS[7] failed  KEYS[8] ready
 //	ARGV[1] id  ARGV[2] the FAILED status
 //
 // Returns {'ok'}, {'status', status} for a result that is not FAILED,
@@ -87,34 +89,39 @@ redis.call('SET', KEYS[4], num(seq))
 local a, p, s, st, w, env = parse(r[1])
 redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
 if r[3] and r[3] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], r[3]) end
-redis.call('ZADD', KEYS[3], score(p, seq), ARGV[1])
+ready(KEYS[3], KEYS[8], ARGV[1], p, seq)
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 wake(KEYS[5])
 return {'ok'}
 `)
 
-// purgeScript removes up to ARGV[1] tasks that are waiting to run (pending
+// purgeScript removes up to ARGV[1] tasks that are waiting to run (ready
 // first, then deferred) with everything stored about them. Running tasks
-// are in neither set and are not touched.
+// are in none of these and are not touched.
 //
-//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors  KEYS[5] unique
+//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors  KEYS[5] unique  KEYS[6] ready
 //	ARGV[1] limit
 //
 // Returns the number of tasks removed (less than the limit: none are left).
 var purgeScript = redis.NewScript(prelude + `
 local n = tonumber(ARGV[1])
 local removed = 0
+local function drop(ids)
+  for _, id in ipairs(ids) do
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[4], id)
+    release_unique(KEYS[5], id)
+  end
+  removed = removed + #ids
+end
+local l = redis.call('LPOP', KEYS[6], n)
+if l then drop(l) end
 for _, set in ipairs({KEYS[2], KEYS[3]}) do
   if removed < n then
     local ids = redis.call('ZRANGE', set, 0, n - removed - 1)
-    for _, id in ipairs(ids) do
-      redis.call('ZREM', set, id)
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[4], id)
-      release_unique(KEYS[5], id)
-    end
-    removed = removed + #ids
+    for _, id in ipairs(ids) do redis.call('ZREM', set, id) end
+    drop(ids)
   end
 end
 return removed
@@ -141,28 +148,34 @@ end
 return n
 `)
 
-// statsScript reads a queue's counts and the two pending tasks QueueStats
-// reports on, in one consistent step. The pending set is ordered by
-// priority band and then by sequence number, so the task that has been
-// ready longest (the smallest sequence number) is the head of one of the
-// bands: the script jumps from band head to band head, at most one
-// O(log n) lookup per priority in use (201 at most), never a scan.
+// statsScript reads a queue's counts and the two ready tasks QueueStats
+// reports on, in one consistent step. T:ready is in sequence order and the
+// pending set in priority bands, each in sequence order, so the task that
+// has been ready longest (the smallest sequence number) is the head of
+// T:ready or of one of the bands: the script jumps from band head to band
+// head, at most one O(log n) lookup per priority in use (201 at most),
+// never a scan.
 //
 //	KEYS[1] pending  KEYS[2] delayed  KEYS[3] running  KEYS[4] tasks  KEYS[5] failed  KEYS[6] done
+//	KEYS[7] ready
 //
-// Returns {now_us, pending, deferred, running, next id, next value, oldest
+// Returns {now_us, ready, deferred, running, next id, next value, oldest
 // id, oldest value, failed, completed total, failed total, cancelled
-// total}, the ids and values ” when nothing is pending.
+// total}, the ids and values ” when nothing is ready.
 var statsScript = redis.NewScript(prelude + `
-local band = 35184372088832
 local us = now_us()
-local out = {us, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), '', '', '', ''}
+local out = {us, ready_count(KEYS[1], KEYS[7]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), '', '', '', ''}
 out[9] = redis.call('ZCOUNT', KEYS[5], '(' .. num(math.floor(tonumber(us) / 1000)), '+inf')
 local d = redis.call('HMGET', KEYS[6], 'COMPLETE', 'FAILED', 'CANCELLED')
 out[10], out[11], out[12] = d[1] or '0', d[2] or '0', d[3] or '0'
-local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+local head = ready_page(KEYS[1], KEYS[7], 0, 0)
 if #head == 0 then return out end
 local oldest, oldseq = nil, nil
+local l = redis.call('LINDEX', KEYS[7], 0)
+if l then
+  local _, _, s = parse(redis.call('HGET', KEYS[4], l) or '')
+  oldest, oldseq = l, s
+end
 local lo = '-inf'
 while true do
   local h = redis.call('ZRANGEBYSCORE', KEYS[1], lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
@@ -181,23 +194,34 @@ return out
 `)
 
 // listScript reads a page of one of a queue's sets with the tasks in it,
-// in one consistent step.
+// in one consistent step. The ready tasks are two keys (see scripts.go),
+// listed in claim order.
 //
 //	KEYS[1] the set (pending, delayed or running)  KEYS[2] tasks  KEYS[3] errors
-//	ARGV[1] start  ARGV[2] stop (ZRANGE ranks, inclusive)
+//	KEYS[4] ready, only with pending
+//	ARGV[1] start  ARGV[2] stop (ranks, inclusive)
 //
-// Returns {id1, value1, errors1, score1, ...}; a task that has no value is
-// left out.
-var listScript = redis.NewScript(`
-local page = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+// Returns {id1, value1, errors1, score1, ...}, the score ” for a task in
+// T:ready; a task that has no value is left out.
+var listScript = redis.NewScript(prelude + `
+local ids, scores = {}, {}
+if KEYS[4] then
+  ids, scores = ready_page(KEYS[1], KEYS[4], tonumber(ARGV[1]), tonumber(ARGV[2]))
+else
+  local page = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+  for i = 1, #page, 2 do
+    ids[#ids + 1] = page[i]
+    scores[#scores + 1] = page[i + 1]
+  end
+end
 local out = {}
-for i = 1, #page, 2 do
-  local v = redis.call('HGET', KEYS[2], page[i])
+for i, id in ipairs(ids) do
+  local v = redis.call('HGET', KEYS[2], id)
   if v then
-    out[#out + 1] = page[i]
+    out[#out + 1] = id
     out[#out + 1] = v
-    out[#out + 1] = redis.call('HGET', KEYS[3], page[i]) or ''
-    out[#out + 1] = page[i + 1]
+    out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+    out[#out + 1] = scores[i] or ''
   end
 end
 return out
@@ -227,7 +251,7 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 // CancelIn is Cancel for a task known to be on queue.
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done},
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready},
 		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
@@ -270,7 +294,7 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
 	k := b.keys(q)
-	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed},
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready},
 		id, string(task.StatusFailed)).StringSlice()
 	if err != nil {
 		return fmt.Errorf("retry %s in %s: %w", id, q, err)
@@ -309,7 +333,7 @@ func (b *Redis) Purge(ctx context.Context, queue string) (int, error) {
 	limit := int(c.Pending + c.Deferred)
 	total := 0
 	for total < limit {
-		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique}, min(purgeBatch, limit-total)).Int()
+		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique, k.ready}, min(purgeBatch, limit-total)).Int()
 		if err != nil {
 			return total, fmt.Errorf("purge %s (%d removed): %w", queue, total, err)
 		}
@@ -522,7 +546,7 @@ func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
 // StatsOf returns the QueueStat of one queue, in one script call.
 func (b *Redis) StatsOf(ctx context.Context, queue string) (QueueStat, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed, k.done}).Slice()
+	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed, k.done, k.ready}).Slice()
 	if err != nil {
 		return QueueStat{}, fmt.Errorf("stats of %s: %w", queue, err)
 	}
@@ -607,20 +631,20 @@ func (b *Redis) ListTasks(ctx context.Context, queue string, state State, offset
 		return nil, fmt.Errorf("list %s tasks of %s: limit %d is over %d (page with offset)", state, queue, limit, MaxListLimit)
 	}
 	k := b.keys(queue)
-	var set string
+	var set []string
 	switch state {
 	case StatePending:
-		set = k.pending
+		set = []string{k.pending, k.tasks, k.errors, k.ready}
 	case StateDeferred:
-		set = k.delayed
+		set = []string{k.delayed, k.tasks, k.errors}
 	case StateRunning:
-		set = k.running
+		set = []string{k.running, k.tasks, k.errors}
 	case StateFailed:
 		return b.listFailed(ctx, queue, offset, limit)
 	default:
 		return nil, fmt.Errorf("list tasks of %s: unknown state %q", queue, state)
 	}
-	vals, err := b.run(ctx, listScript, []string{set, k.tasks, k.errors}, offset, offset+limit-1).Slice()
+	vals, err := b.run(ctx, listScript, set, offset, offset+limit-1).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("list %s tasks of %s: %w", state, queue, err)
 	}

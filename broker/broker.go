@@ -185,8 +185,8 @@ func (b *Redis) Close() error {
 
 // keys of one queue; see scripts.go.
 type keys struct {
-	tag                                                     string
-	tasks, pending, delayed, running, seq, wake, dw, errors string
+	tag                                                            string
+	tasks, ready, pending, delayed, running, seq, wake, dw, errors string
 	// unique is the hash of unique tasks held until they finish. Scripts
 	// that end an unfinished task may take it in KEYS to free the task's
 	// entry with release_unique (see scripts.go).
@@ -202,7 +202,7 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 // was a third of its allocations.
 type queueKeys struct {
 	keys
-	enqueue []any // KEYS[1..7] of enqueueScript
+	enqueue []any // KEYS[1..8] of enqueueScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
 	co *coalescer
@@ -221,11 +221,11 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 	}
 	tag := "{" + b.opts.Prefix + ":" + queue + "}"
 	k := keys{
-		tag: tag, tasks: tag + ":tasks", pending: tag + ":pending", delayed: tag + ":delayed",
+		tag: tag, tasks: tag + ":tasks", ready: tag + ":ready", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
 	}
-	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique}}
+	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready}}
 	b.kmu.Lock()
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}
@@ -267,7 +267,7 @@ type batch struct {
 	keys   *queueKeys
 	args   []any // groups of 4: id, priority, run_after_ms, envelope
 	uargs  []any // groups of 4: task number, <h>, window_ms, index in KEYS
-	unique []any // KEYS[8...]
+	unique []any // KEYS[9...]
 	msgs   []*task.Message
 }
 
@@ -631,7 +631,7 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 			h := uniqueHash(m.Unique)
 			q.unique = append(q.unique, q.keys.window(h))
 			// The first seven KEYS are the queue's own, see enqueueScript.
-			q.uargs = append(q.uargs, len(q.msgs)+1, h, windowMillis(m.Unique.For), 7+len(q.unique))
+			q.uargs = append(q.uargs, len(q.msgs)+1, h, windowMillis(m.Unique.For), len(q.keys.enqueue)+len(q.unique))
 		}
 		q.msgs = append(q.msgs, m)
 	}

@@ -107,6 +107,20 @@ func (e *env) count(queue string) broker.Counts {
 	return c
 }
 
+// ready returns the ids in queue's T:ready list (priority 0), head first.
+func (e *env) ready(queue string) []string {
+	e.t.Helper()
+	key := "{gotasks:" + queue + "}:ready"
+	if !e.m.Exists(key) {
+		return nil
+	}
+	l, err := e.m.List(key)
+	if err != nil {
+		e.t.Fatalf("List(%s): %v", key, err)
+	}
+	return l
+}
+
 func (e *env) zmembers(key string) []string {
 	e.t.Helper()
 	if !e.m.Exists(key) {
@@ -201,8 +215,8 @@ func TestCustomPrefix(t *testing.T) {
 			t.Errorf("key %q ignores the prefix", k)
 		}
 	}
-	if !e.m.Exists("{app1:emails}:tasks") || !e.m.Exists("{app1:emails}:pending") {
-		t.Errorf("keys = %v, want {app1:emails}:tasks and :pending", e.m.Keys())
+	if !e.m.Exists("{app1:emails}:tasks") || !e.m.Exists("{app1:emails}:ready") {
+		t.Errorf("keys = %v, want {app1:emails}:tasks and :ready", e.m.Keys())
 	}
 	if ok, _ := e.m.SIsMember("app1:queues", "emails"); !ok {
 		t.Errorf("queue not registered in app1:queues: %v", e.m.Keys())
@@ -359,8 +373,8 @@ func TestClaimMarksRunning(t *testing.T) {
 	if s, err := e.m.ZScore("{gotasks:q}:running", msg.ID); err != nil || int64(s) != started.Add(30*time.Second).UnixMilli() {
 		t.Errorf("lease = %v (%v), want %d", s, err, started.Add(30*time.Second).UnixMilli())
 	}
-	if got := e.zmembers("{gotasks:q}:pending"); len(got) != 0 {
-		t.Errorf("pending = %v after claim", got)
+	if got := e.zmembers("{gotasks:q}:pending"); len(got) != 0 || e.m.Exists("{gotasks:q}:ready") {
+		t.Errorf("pending = %v, ready = %v after claim", got, e.ready("q"))
 	}
 	g := e.newBroker(broker.Options{})
 	got, err := g.GetResult(e.ctx, msg.ID)
@@ -391,7 +405,7 @@ func TestFinishComplete(t *testing.T) {
 	if !r.FinishedAt.Equal(finished) {
 		t.Errorf("FinishedAt = %v, want %v", r.FinishedAt, finished)
 	}
-	for _, k := range []string{"{gotasks:q}:running", "{gotasks:q}:tasks", "{gotasks:q}:pending"} {
+	for _, k := range []string{"{gotasks:q}:running", "{gotasks:q}:tasks", "{gotasks:q}:pending", "{gotasks:q}:ready"} {
 		if e.m.Exists(k) {
 			t.Errorf("%s still exists after Finish: %v", k, e.m.Dump())
 		}
@@ -732,8 +746,8 @@ func TestReapOnlyExpired(t *testing.T) {
 	if err != nil || n != 1 || !next.Equal(base.Add(5*time.Second)) {
 		t.Errorf("Reap = %d, %v, %v; want 1, %v", n, next, err, base.Add(5*time.Second))
 	}
-	if got := e.zmembers("{gotasks:q}:pending"); !slices.Equal(got, []string{short.ID}) {
-		t.Errorf("pending = %v, want the expired one", got)
+	if got := e.ready("q"); !slices.Equal(got, []string{short.ID}) {
+		t.Errorf("ready = %v, want the expired one", got)
 	}
 	if got := e.zmembers("{gotasks:q}:running"); !slices.Equal(got, []string{long.ID}) {
 		t.Errorf("running = %v, want the live one", got)

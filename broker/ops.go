@@ -55,13 +55,26 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 // queues in the order of their best task. Other workers may claim in
 // between, so this is a best effort: a claim may then get fewer.
 func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []int, error) {
-	pipe := b.rdb.Pipeline()
-	cmds := make([]*redis.ZSliceCmd, len(queues))
-	for i, q := range queues {
-		cmds[i] = pipe.ZRangeWithScores(ctx, b.keys(q).pending, 0, int64(n-1))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if err := b.loadScripts(ctx, peekScript); err != nil {
 		return nil, nil, fmt.Errorf("peek queues: %w", err)
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(queues))
+	for i, q := range queues {
+		k := b.keys(q)
+		cmds[i] = peekScript.EvalSha(ctx, pipe, []string{k.pending, k.ready, k.tasks}, n)
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	for i, c := range cmds {
+		if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
+			// Redis lost its script cache (a restart): read again with EVAL.
+			b.forgetScripts()
+			k := b.keys(queues[i])
+			cmds[i] = b.run(ctx, peekScript, []string{k.pending, k.ready, k.tasks}, n)
+		}
+		if err := cmds[i].Err(); err != nil {
+			return nil, nil, fmt.Errorf("peek %s: %w", queues[i], err)
+		}
 	}
 	type head struct {
 		q     int
@@ -69,8 +82,11 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 	}
 	var heads []head
 	for i, c := range cmds {
-		for _, z := range c.Val() {
-			heads = append(heads, head{i, z.Score})
+		scores, _ := c.StringSlice()
+		for _, sc := range scores {
+			if f, err := strconv.ParseFloat(sc, 64); err == nil {
+				heads = append(heads, head{i, f})
+			}
 		}
 	}
 	// Stable: on equal scores the queue listed first wins.
@@ -101,7 +117,7 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 
 func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake, k.errors}, n, lease.Milliseconds(), workerID).Slice()
+	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready}, n, lease.Milliseconds(), workerID).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", queue, err)
 	}
@@ -265,7 +281,7 @@ func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
 		if !r.RunAfter.IsZero() {
 			at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
 		}
-		return scriptCall{"retry", retryScript, []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors},
+		return scriptCall{"retry", retryScript, []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors, k.ready},
 			[]any{r.ID, r.Attempts, at, errsBlob}}, nil
 	}
 	return scriptCall{}, fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
@@ -294,7 +310,7 @@ func (b *Redis) Requeue(ctx context.Context, queue string, running []*task.RawRe
 	for _, r := range running {
 		args = append(args, r.ID, r.Attempts)
 	}
-	n, err := b.run(ctx, requeueScript, []string{k.running, k.pending, k.tasks, k.wake}, args...).Int()
+	n, err := b.run(ctx, requeueScript, []string{k.running, k.pending, k.tasks, k.wake, k.ready}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("requeue %d tasks on %s: %w", len(running), queue, err)
 	}
@@ -305,7 +321,7 @@ func (b *Redis) Requeue(ctx context.Context, queue string, running []*task.RawRe
 // It also returns when the next lease expires (zero: nothing is running).
 func (b *Redis) Reap(ctx context.Context, queue string, limit int) (int, time.Time, error) {
 	k := b.keys(queue)
-	n, next, err := pair(b.run(ctx, reapScript, []string{k.running, k.pending, k.tasks, k.wake}, limit))
+	n, next, err := pair(b.run(ctx, reapScript, []string{k.running, k.pending, k.tasks, k.wake, k.ready}, limit))
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
 	}
@@ -316,7 +332,7 @@ func (b *Redis) Reap(ctx context.Context, queue string, limit int) (int, time.Ti
 // ready. It also returns the next run_after (zero: nothing is deferred).
 func (b *Redis) Promote(ctx context.Context, queue string, limit int) (int, time.Time, error) {
 	k := b.keys(queue)
-	n, next, err := pair(b.run(ctx, promoteScript, []string{k.delayed, k.pending, k.tasks, k.seq, k.wake}, limit))
+	n, next, err := pair(b.run(ctx, promoteScript, []string{k.delayed, k.pending, k.tasks, k.seq, k.wake, k.ready}, limit))
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("promote %s: %w", queue, err)
 	}
@@ -640,10 +656,10 @@ type Counts struct {
 // Count returns how many tasks of queue are pending, deferred and running.
 func (b *Redis) Count(ctx context.Context, queue string) (Counts, error) {
 	k := b.keys(queue)
-	pipe := b.rdb.Pipeline()
-	p, d, r := pipe.ZCard(ctx, k.pending), pipe.ZCard(ctx, k.delayed), pipe.ZCard(ctx, k.running)
+	pipe := b.rdb.TxPipeline() // one consistent reading: a claim moves tasks between the keys
+	l, p, d, r := pipe.LLen(ctx, k.ready), pipe.ZCard(ctx, k.pending), pipe.ZCard(ctx, k.delayed), pipe.ZCard(ctx, k.running)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Counts{}, fmt.Errorf("count %s: %w", queue, err)
 	}
-	return Counts{Pending: p.Val(), Deferred: d.Val(), Running: r.Val()}, nil
+	return Counts{Pending: l.Val() + p.Val(), Deferred: d.Val(), Running: r.Val()}, nil
 }

@@ -14,7 +14,9 @@ import (
 //
 //	T:tasks    hash    id → "<attempts> <priority> <seq> <started_us> <worker,ids>\n<envelope>"
 //	                   for every unfinished task (NEW, deferred or RUNNING)
-//	T:pending  zset    ready ids, score = (100-priority)·2^45 + seq: priority first, FIFO within it
+//	T:ready    list    ready ids at priority 0 (the default), oldest (smallest seq) first
+//	T:pending  zset    ready ids at any other priority, score = (100-priority)·2^45 + seq:
+//	                   priority first, FIFO within it
 //	T:delayed  zset    deferred ids, score = run_after in unix ms
 //	T:running  zset    claimed ids, score = lease expiry in unix ms
 //	T:seq      string  last sequence number (FIFO order; also a coarse clock for ties across queues)
@@ -46,8 +48,16 @@ import (
 //
 // The envelope is msgpack written by Go and opaque to Lua; the header line is
 // the mutable state the scripts maintain. A task is in exactly one of
-// pending, delayed or running while it is unfinished, and in none once its
-// result hash exists.
+// ready, pending, delayed or running while it is unfinished, and in none
+// once its result hash exists.
+//
+// Why two structures for the ready tasks: a list entry costs Redis ~39
+// bytes, a sorted-set entry ~144, and nearly every task runs at the
+// default priority, in FIFO order, which a list keeps by itself. Workers
+// claim in this order: the pending set's entries at priority > 0, then
+// T:ready, then the rest of the pending set (priority < 0). Entries at
+// priority 0 in the pending set (written by versions before T:ready) are
+// claimed before T:ready: they are older.
 
 // prelude holds the helpers every script shares. Numbers are formatted with
 // %.0f because Lua's default %.14g would round scores and timestamps.
@@ -88,6 +98,102 @@ end
 local function wake(key)
   if redis.call('LLEN', key) == 0 then redis.call('RPUSH', key, '1') end
 end
+-- band is the width of one priority's scores in the pending set; scores
+-- below band1 are at priority >= 0, and come before T:ready.
+local band = 35184372088832
+local band1 = '(' .. num(101 * band)
+-- ready makes id ready at priority p with sequence number s, the largest
+-- of its queue so far: at the tail of T:ready (rlist) or in the pending
+-- set.
+local function ready(pending, rlist, id, p, s)
+  if p == 0 then
+    redis.call('RPUSH', rlist, id)
+  else
+    redis.call('ZADD', pending, score(p, s), id)
+  end
+end
+-- unready removes a ready id (priority p) from T:ready or the pending set.
+-- LREM is O(n) in T:ready's length, but it searches from the head, where
+-- the next tasks to run are; only cancelling one task by id takes it.
+local function unready(pending, rlist, id, p)
+  if redis.call('ZREM', pending, id) == 0 and p == 0 then redis.call('LREM', rlist, 1, id) end
+end
+-- ready_count is the number of ready tasks.
+local function ready_count(pending, rlist)
+  return redis.call('ZCARD', pending) + redis.call('LLEN', rlist)
+end
+-- back returns claimed tasks to their original places: items is a list
+-- of {id, priority, seq}. Those at priority 0 go back into T:ready in
+-- sequence order. T:ready is sorted by seq (enqueue, retry and promote
+-- append the largest seq so far; claims pop the head), so the only
+-- entries older than a returning task are tasks returned before it, at
+-- the head: they are lifted off, merged with the batch and pushed back.
+-- This costs O(batch + tasks returned earlier that still wait), never a
+-- scan of the list.
+local function back(pending, rlist, tasks, items)
+  local zero = {}
+  for _, it in ipairs(items) do
+    if it[2] == 0 then
+      zero[#zero + 1] = {it[3], it[1]}
+    else
+      redis.call('ZADD', pending, score(it[2], it[3]), it[1])
+    end
+  end
+  if #zero == 0 then return end
+  table.sort(zero, function(x, y) return x[1] < y[1] end)
+  local top = zero[#zero][1]
+  local older = {}
+  while true do
+    local h = redis.call('LINDEX', rlist, 0)
+    if not h then break end
+    local hs = 0
+    local v = redis.call('HGET', tasks, h)
+    if v then
+      local _, _, s = parse(v)
+      hs = s
+    end
+    if hs >= top then break end
+    redis.call('LPOP', rlist)
+    older[#older + 1] = {hs, h}
+  end
+  local all, i, j = {}, 1, 1
+  while i <= #zero or j <= #older do
+    if j > #older or (i <= #zero and zero[i][1] < older[j][1]) then
+      all[#all + 1] = zero[i][2]
+      i = i + 1
+    else
+      all[#all + 1] = older[j][2]
+      j = j + 1
+    end
+  end
+  for k = #all, 1, -1 do redis.call('LPUSH', rlist, all[k]) end
+end
+-- ready_page returns the ids of the ready tasks at claim ranks start to
+-- stop (0-based, inclusive), in claim order, and for each its score in
+-- the pending set, or false for one in T:ready.
+local function ready_page(pending, rlist, start, stop)
+  local ids, scores = {}, {}
+  local c1 = redis.call('ZCOUNT', pending, '-inf', band1)
+  local function z(a, b)
+    if a > b then return end
+    local r = redis.call('ZRANGE', pending, a, b, 'WITHSCORES')
+    for i = 1, #r, 2 do
+      ids[#ids + 1] = r[i]
+      scores[#scores + 1] = r[i + 1]
+    end
+  end
+  z(start, math.min(stop, c1 - 1))
+  local len = redis.call('LLEN', rlist)
+  local a, b = math.max(start - c1, 0), math.min(stop - c1, len - 1)
+  if a <= b then
+    for _, id in ipairs(redis.call('LRANGE', rlist, a, b)) do
+      ids[#ids + 1] = id
+      scores[#scores + 1] = false
+    end
+  end
+  z(math.max(c1, start - len), stop - len)
+  return ids, scores
+end
 -- release_unique deletes the T:unique entry (uniq) of task id, if it holds
 -- one: a script that ends an unfinished task calls it to free the memory.
 local function release_unique(uniq, id)
@@ -112,7 +218,7 @@ end
 // earlier one of the same call) is not stored: it is reported instead.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
-//	KEYS[7] unique  KEYS[8...] u:<h> of the unique tasks
+//	KEYS[7] unique  KEYS[8] ready  KEYS[9...] u:<h> of the unique tasks
 //	ARGV[1] n, the number of tasks; then n groups of 4: id, priority,
 //	        run_after_ms (0: now), envelope; then a group of 4 for each
 //	        unique task: its task number (1-based), <h>, window_ms (0: until
@@ -158,7 +264,7 @@ if n == 1 and #ARGV == 5 then
     return redis.error_reply('gotasks: duplicate task id ' .. id)
   end
   if seq then
-    redis.call('ZADD', KEYS[2], score(prio, seq), id)
+    ready(KEYS[2], KEYS[8], id, prio, seq)
     redis.call('SET', KEYS[4], num(seq))
     wake(KEYS[5])
   else
@@ -200,7 +306,7 @@ local function holder(h, w)
 end
 local seq = nil
 local unique = #ARGV > 1 + 4 * n
-local values, ready, deferred, dups, bases = {}, {}, {}, {}, {}
+local values, zready, lready, deferred, dups, bases = {}, {}, {}, {}, {}, {}
 for i = 1, n do
   local j = 4 * i - 2
   local id, prio, at = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
@@ -228,15 +334,19 @@ for i = 1, n do
     else
       if not seq then seq = math.max(last + 1, (ms - 1735689600000) * 16) else seq = seq + 1 end
       s = seq
-      -- score(prio, s) is score(prio, 0) + s: one string.format per
-      -- priority instead of per task (ZADD takes the number in full).
-      local base = bases[prio]
-      if not base then
-        base = tonumber(score(prio, 0))
-        bases[prio] = base
+      if prio == 0 then
+        lready[#lready + 1] = id
+      else
+        -- score(prio, s) is score(prio, 0) + s: one string.format per
+        -- priority instead of per task (ZADD takes the number in full).
+        local base = bases[prio]
+        if not base then
+          base = tonumber(score(prio, 0))
+          bases[prio] = base
+        end
+        zready[#zready + 1] = base + s
+        zready[#zready + 1] = id
       end
-      ready[#ready + 1] = base + s
-      ready[#ready + 1] = id
     end
     if unique then stored[id] = true end
     values[#values + 1] = id
@@ -244,7 +354,8 @@ for i = 1, n do
   end
 end
 bulk('HSET', KEYS[1], values)
-bulk('ZADD', KEYS[2], ready)
+bulk('ZADD', KEYS[2], zready)
+bulk('RPUSH', KEYS[8], lready)
 bulk('ZADD', KEYS[3], deferred)
 if seq then
   redis.call('SET', KEYS[4], num(seq))
@@ -261,7 +372,7 @@ return out
 // claimScript takes up to n ready tasks of one queue, highest priority
 // first, marks them RUNNING and gives them a lease.
 //
-//	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors
+//	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors  KEYS[6] ready
 //	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id
 //
 // Returns {now_us, id1, value1, errors1, id2, value2, errors2, ...} with the
@@ -269,14 +380,28 @@ return out
 // If ready tasks remain it leaves a wake token, so that another idle worker
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = redis.NewScript(prelude + `
-local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local n = tonumber(ARGV[1])
+local ids = {}
+local function pop(k)
+  local z = redis.call('ZPOPMIN', KEYS[1], k)
+  for i = 1, #z, 2 do ids[#ids + 1] = z[i] end
+end
+-- In claim order (see the layout above): priority > 0, T:ready, the rest.
+local first = redis.call('ZCOUNT', KEYS[1], '-inf', band1)
+if first > 0 then pop(math.min(first, n)) end
+if #ids < n then
+  local l = redis.call('LPOP', KEYS[6], n - #ids)
+  if l then
+    for _, id in ipairs(l) do ids[#ids + 1] = id end
+  end
+end
+if #ids < n then pop(n - #ids) end
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local expiry = num(ms + tonumber(ARGV[2]))
 local out = {us}
-for i = 1, #popped, 2 do
-  local id = popped[i]
+for _, id in ipairs(ids) do
   local v = redis.call('HGET', KEYS[3], id)
   if v then
     local a, p, s, st, w, env = parse(v)
@@ -289,8 +414,28 @@ for i = 1, #popped, 2 do
     out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
   end
 end
-if redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
+if redis.call('LLEN', KEYS[6]) > 0 or redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
 return out
+`)
+
+// peekScript reads the scores of one queue's next n ready tasks, in claim
+// order, for the claim planner that weighs several queues (Claim). A task
+// in T:ready has no score of its own: it gets the one it would have in
+// the pending set, from the sequence number in its header.
+//
+//	KEYS[1] pending  KEYS[2] ready  KEYS[3] tasks
+//	ARGV[1] n
+//
+// Returns the scores as strings.
+var peekScript = redis.NewScript(prelude + `
+local ids, scores = ready_page(KEYS[1], KEYS[2], 0, tonumber(ARGV[1]) - 1)
+for i, id in ipairs(ids) do
+  if not scores[i] then
+    local _, _, s = parse(redis.call('HGET', KEYS[3], id) or '')
+    scores[i] = score(0, s)
+  end
+end
+return scores
 `)
 
 // renewScript extends the leases of running tasks that this worker still
@@ -360,7 +505,7 @@ return us
 // delayed until run_after. The errors so far are kept for the result.
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] pending  KEYS[4] delayed  KEYS[5] seq
-//	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors
+//	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors  KEYS[9] ready
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] run_after_ms  ARGV[4] errors of every failed attempt
 //
 // Returns 1, or 0 when the lease was lost.
@@ -379,7 +524,7 @@ else
   redis.call('SET', KEYS[5], num(seq))
   local a, p, s, st, w, env = parse(v)
   redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
-  redis.call('ZADD', KEYS[3], score(p, seq), ARGV[1])
+  ready(KEYS[3], KEYS[9], ARGV[1], p, seq)
   wake(KEYS[6])
 end
 return 1
@@ -388,43 +533,45 @@ return 1
 // requeueScript hands running tasks straight back to their queue, at their
 // original place (graceful shutdown), if this worker still holds them.
 //
-//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake
+//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready
 //	ARGV    pairs: id, attempt
 //
 // Returns the number of tasks requeued.
 var requeueScript = redis.NewScript(prelude + `
-local n = 0
+local items = {}
 for i = 1, #ARGV, 2 do
   local v = holds(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1])
   if v then
     local a, p, s = parse(v)
     redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('ZADD', KEYS[2], score(p, s), ARGV[i])
-    n = n + 1
+    items[#items + 1] = {ARGV[i], p, s}
   end
 end
-if n > 0 then wake(KEYS[4]) end
-return n
+back(KEYS[2], KEYS[5], KEYS[3], items)
+if #items > 0 then wake(KEYS[4]) end
+return #items
 `)
 
 // reapScript returns tasks whose lease expired (their worker died or hung)
 // to their queue, at their original place, so that they run again.
 //
-//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake
+//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready
 //	ARGV[1] limit
 //
 // Returns {requeued, next lease expiry in unix ms or -1}.
 var reapScript = redis.NewScript(prelude + `
 local ms = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(ms), 'LIMIT', 0, ARGV[1])
+local items = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local v = redis.call('HGET', KEYS[3], id)
   if v then
     local a, p, s = parse(v)
-    redis.call('ZADD', KEYS[2], score(p, s), id)
+    items[#items + 1] = {id, p, s}
   end
 end
+back(KEYS[2], KEYS[5], KEYS[3], items)
 if #ids > 0 then wake(KEYS[4]) end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #nxt == 0 then return {#ids, -1} end
@@ -434,7 +581,7 @@ return {#ids, tonumber(nxt[2])}
 // promoteScript moves deferred tasks whose run_after has come to the ready
 // set. Idempotent, so any number of schedulers may run it.
 //
-//	KEYS[1] delayed  KEYS[2] pending  KEYS[3] tasks  KEYS[4] seq  KEYS[5] wake
+//	KEYS[1] delayed  KEYS[2] pending  KEYS[3] tasks  KEYS[4] seq  KEYS[5] wake  KEYS[6] ready
 //	ARGV[1] limit
 //
 // Returns {promoted, next run_after in unix ms or -1}.
@@ -449,7 +596,7 @@ for _, id in ipairs(ids) do
     if not seq then seq = next_seq(KEYS[4], ms) else seq = seq + 1 end
     local a, p, s, st, w, env = parse(v)
     redis.call('HSET', KEYS[3], id, pack(a, p, seq, st, w, env))
-    redis.call('ZADD', KEYS[2], score(p, seq), id)
+    ready(KEYS[2], KEYS[6], id, p, seq)
   end
 end
 if seq then
