@@ -497,7 +497,7 @@ type QueueStat struct {
 	NextAge time.Duration
 	// OldestAge is the same for the pending task that has been ready the
 	// longest whatever its priority (the one a full queue starves first).
-	// The pending set is ordered by priority, not time, so this is the
+	// Ready tasks are ordered by priority, not time, so this is the
 	// earliest of the first tasks of each priority in use, found by
 	// jumping from one to the next: at most one cheap lookup per priority,
 	// never a scan of the queue.
