@@ -765,7 +765,9 @@ var blockTask = task.Define("deploytest.block", func(ctx context.Context, _ int)
 
 // TestKubernetesScalingExample checks the KEDA ScaledObject of the README
 // against the Deployment and the broker's real key layout: the keys it
-// reads are sorted sets that count ready and running tasks.
+// reads count, as KEDA reads them, the ready tasks at the default priority
+// (the :ready list), those at other priorities (the :pending sorted set)
+// and the running ones (the :running sorted set).
 func TestKubernetesScalingExample(t *testing.T) {
 	const readme = "examples/kubernetes/README.md"
 	d := loadDeployment(t)
@@ -812,21 +814,32 @@ func TestKubernetesScalingExample(t *testing.T) {
 	if _, err := blockTask.Enqueue(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	// size returns what KEDA's redis scaler reads: ZCARD of a sorted set,
-	// 0 for a missing key (Redis deletes empty sets).
+	// size returns what KEDA's redis scaler reads: LLEN of a list, ZCARD
+	// of a sorted set, 0 for a missing key (Redis deletes empty ones).
 	size := func(key string) int64 {
 		t.Helper()
 		switch typ := client.Type(ctx, key).Val(); typ {
 		case "none":
 			return 0
+		case "list":
+			return client.LLen(ctx, key).Val()
 		case "zset":
 			return client.ZCard(ctx, key).Val()
 		default:
-			t.Fatalf("%s: key %s is a %q, not the sorted set the README says", readme, key, typ)
+			t.Fatalf("%s: key %s is a %q, neither a list nor a sorted set", readme, key, typ)
 			return 0
 		}
 	}
-	var pending, running []string
+	// want checks that every key in keys counts n; when says in what state.
+	want := func(keys []string, n int64, when string) {
+		t.Helper()
+		for _, key := range keys {
+			if got := size(key); got != n {
+				t.Errorf("%s: %s counts %d %s, want %d", readme, key, got, when, n)
+			}
+		}
+	}
+	var ready, pending, running []string
 	for _, tr := range triggers {
 		key := tr.Metadata["listName"]
 		if tr.Type != "redis" || key == "" {
@@ -837,20 +850,33 @@ func TestKubernetesScalingExample(t *testing.T) {
 			t.Errorf("%s: passwordFromEnv %s is not in the worker container's environment", readme, pe)
 		}
 		switch {
+		case strings.HasSuffix(key, ":ready"):
+			ready = append(ready, key)
 		case strings.HasSuffix(key, ":pending"):
 			pending = append(pending, key)
-			if n := size(key); n != 1 {
-				t.Errorf("%s: %s counts %d with one task ready, want 1", readme, key, n)
-			}
 		case strings.HasSuffix(key, ":running"):
 			running = append(running, key)
 		default:
-			t.Errorf("%s: listName %q is neither a :pending nor a :running key", readme, key)
+			t.Errorf("%s: listName %q is not a :ready, :pending or :running key", readme, key)
 		}
 	}
-	if len(pending) == 0 {
-		t.Fatalf("%s: no trigger on a :pending key", readme)
+	if len(ready) == 0 {
+		t.Fatalf("%s: no trigger on a :ready key (the default-priority backlog)", readme)
 	}
+	if len(running) == 0 {
+		t.Fatalf("%s: no trigger on a :running key", readme)
+	}
+	want(ready, 1, "with one default-priority task ready")
+	want(pending, 0, "with only a default-priority task ready")
+	want(running, 0, "with no task running")
+
+	// A task at another priority waits in the sorted set. The worker below
+	// claims it first (priority 5 > 0) and the default one stays ready.
+	if _, err := blockTask.Using(task.Priority(5)).Enqueue(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	want(ready, 1, "with one default-priority task ready")
+	want(pending, 1, "with one priority-5 task ready")
 
 	w := worker.New(b, worker.Options{Queues: []string{task.DefaultQueue}, Concurrency: 1, Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Millisecond})
 	wctx, cancel := context.WithCancel(ctx)
@@ -870,14 +896,7 @@ func TestKubernetesScalingExample(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the worker did not start the task")
 	}
-	for _, key := range pending {
-		if n := size(key); n != 0 {
-			t.Errorf("%s: %s counts %d once the task runs, want 0", readme, key, n)
-		}
-	}
-	for _, key := range running {
-		if n := size(key); n != 1 {
-			t.Errorf("%s: %s counts %d with one task running, want 1", readme, key, n)
-		}
-	}
+	want(pending, 0, "once the priority-5 task runs")
+	want(ready, 1, "with the default-priority task still ready")
+	want(running, 1, "with one task running")
 }
