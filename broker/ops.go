@@ -26,7 +26,7 @@ type Claimed struct {
 }
 
 // Claim takes up to n ready tasks from queues for workerID and leases them
-// for lease. The highest priority wins across queues, and ties go to the
+// for lease (at most 1,000 per queue in one call). The highest priority wins across queues, and ties go to the
 // oldest task; each claim is atomic within its queue.
 func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
 	if n <= 0 || len(queues) == 0 {
@@ -115,8 +115,14 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 	return order, counts, nil
 }
 
+// maxClaimBatch bounds the tasks one claim script call takes: it unpacks
+// two values per task onto Lua's stack, which holds a few thousand. A
+// caller that asks for more gets this many, and may claim again.
+const maxClaimBatch = 1000
+
 func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
 	k := b.keys(queue)
+	n = min(n, maxClaimBatch)
 	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready}, n, lease.Milliseconds(), workerID).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", queue, err)
@@ -188,31 +194,27 @@ func (b *Redis) Retry(ctx context.Context, r *task.RawResult) error {
 // Store writes the outcomes of several attempts in one round trip: each
 // is a Finish (status COMPLETE or FAILED) or a Retry (status NEW), and each
 // is atomic and fenced on its own, exactly as those are. It returns one
-// error per result (nil: stored).
+// error per result (nil: stored). The finishes of one queue are written by
+// one script call (up to maxFinishBatch each), the retries one by one.
 func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
 	errs := make([]error, len(rs))
-	cmds := make([]*redis.Cmd, len(rs))
-	calls := make([]scriptCall, len(rs))
-	for i, r := range rs {
-		calls[i], errs[i] = b.storeCall(r)
-	}
+	calls := b.storeCalls(rs, errs)
 	if err := b.loadScripts(ctx, finishScript, retryScript); err != nil {
 		for i := range errs {
 			if errs[i] == nil {
-				errs[i] = fmt.Errorf("%s %s: %w", calls[i].op, rs[i].ID, err)
+				errs[i] = fmt.Errorf("store %s: %w", rs[i].ID, err)
 			}
 		}
 		return errs
 	}
+	cmds := make([]*redis.Cmd, len(calls))
 	pipe := b.rdb.Pipeline()
 	for i, c := range calls {
-		if errs[i] == nil {
-			cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-		}
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command below
 	for i, c := range cmds {
-		if c != nil && c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
+		if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
 			// Redis lost its script cache (a restart): the script did not
 			// run, so running it again (EVAL) is safe.
 			b.forgetScripts()
@@ -220,71 +222,101 @@ func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
 		}
 	}
 	for i, c := range cmds {
-		if c == nil {
-			continue
+		call := calls[i]
+		var stamps []int64
+		var err error
+		if call.script == finishScript {
+			stamps, err = c.Int64Slice()
+			if err == nil && len(stamps) != len(call.idx) {
+				err = fmt.Errorf("script returned %d values for %d tasks", len(stamps), len(call.idx))
+			}
+		} else {
+			var v int64
+			v, err = c.Int64()
+			stamps = []int64{v}
 		}
-		r := rs[i]
-		v, err := c.Int64()
-		switch {
-		case err != nil:
-			errs[i] = fmt.Errorf("%s %s: %w", calls[i].op, r.ID, err)
-		case v == 0:
-			errs[i] = fmt.Errorf("%s %s attempt %d: %w", calls[i].op, r.ID, r.Attempts, ErrLeaseLost)
-		case calls[i].script == finishScript:
-			r.FinishedAt = time.UnixMicro(v)
+		for j, ri := range call.idx {
+			r := rs[ri]
+			switch {
+			case err != nil:
+				errs[ri] = fmt.Errorf("%s %s: %w", call.op, r.ID, err)
+			case stamps[j] == 0:
+				errs[ri] = fmt.Errorf("%s %s attempt %d: %w", call.op, r.ID, r.Attempts, ErrLeaseLost)
+			case call.script == finishScript:
+				r.FinishedAt = time.UnixMicro(stamps[j])
+			}
 		}
 	}
 	return errs
 }
 
-// scriptCall is one script to run, with what it is for error messages.
+// maxFinishBatch bounds the tasks one finish script call writes: its
+// arguments are unpacked onto Lua's stack, which holds a few thousand.
+const maxFinishBatch = 128
+
+// scriptCall is one script to run for the results rs[idx...] of a Store,
+// with what it is for error messages.
 type scriptCall struct {
 	op     string
 	script *redis.Script
 	keys   []string
 	args   []any
+	idx    []int
 }
 
-// storeCall prepares the finish or retry script for the outcome of r.
-func (b *Redis) storeCall(r *task.RawResult) (scriptCall, error) {
-	k := b.keys(r.Queue)
-	switch {
-	case r.Status == task.StatusComplete || r.Status == task.StatusFailed:
-		var errBlob []byte
-		if r.Err != nil {
-			var err error
-			if errBlob, err = msgpack.Marshal(r.Err); err != nil {
-				return scriptCall{}, fmt.Errorf("finish %s: encode error: %w", r.ID, err)
+// storeCalls prepares the script calls that store rs: a finish call per
+// queue (and per maxFinishBatch tasks), a retry call per retry. A result
+// that cannot be encoded gets its error in errs and no call.
+func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
+	var calls []scriptCall
+	open := map[string]int{} // queue → index in calls of its finish call being filled
+	for i, r := range rs {
+		k := b.keys(r.Queue)
+		switch {
+		case r.Status == task.StatusComplete || r.Status == task.StatusFailed:
+			var errBlob []byte
+			if r.Err != nil {
+				var err error
+				if errBlob, err = msgpack.Marshal(r.Err); err != nil {
+					errs[i] = fmt.Errorf("finish %s: encode error: %w", r.ID, err)
+					continue
+				}
 			}
+			errsBlob, err := encodeErrors(r.Errors)
+			if err != nil {
+				errs[i] = fmt.Errorf("finish %s: %w", r.ID, err)
+				continue
+			}
+			ci, ok := open[r.Queue]
+			if !ok || len(calls[ci].idx) == maxFinishBatch {
+				ci = len(calls)
+				open[r.Queue] = ci
+				calls = append(calls, scriptCall{op: "finish", script: finishScript,
+					keys: []string{k.running, k.tasks, k.errors, k.unique, k.failed, k.done},
+					args: []any{b.opts.ResultTTL.Milliseconds(), string(task.StatusFailed)}})
+			}
+			c := &calls[ci]
+			c.keys = append(c.keys, k.result(r.ID))
+			c.args = append(c.args, r.ID, r.Attempts, string(r.Status), r.Value, errBlob, errsBlob)
+			c.idx = append(c.idx, i)
+		case r.Status == task.StatusNew:
+			errsBlob, err := encodeErrors(r.Errors)
+			if err != nil {
+				errs[i] = fmt.Errorf("retry %s: %w", r.ID, err)
+				continue
+			}
+			var at int64
+			if !r.RunAfter.IsZero() {
+				at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
+			}
+			calls = append(calls, scriptCall{op: "retry", script: retryScript,
+				keys: []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors, k.ready},
+				args: []any{r.ID, r.Attempts, at, errsBlob}, idx: []int{i}})
+		default:
+			errs[i] = fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
 		}
-		errsBlob, err := encodeErrors(r.Errors)
-		if err != nil {
-			return scriptCall{}, fmt.Errorf("finish %s: %w", r.ID, err)
-		}
-		failed, hasErrors := 0, 0
-		if r.Status == task.StatusFailed {
-			failed = 1
-		}
-		// The errors the claim returned are those of the errors hash: its
-		// entry exists exactly when they are not empty.
-		if len(r.Errors) > 0 || r.Attempts > 1 {
-			hasErrors = 1
-		}
-		return scriptCall{"finish", finishScript, []string{k.running, k.tasks, k.result(r.ID), k.errors, k.unique, k.failed, k.done},
-			[]any{r.ID, r.Attempts, string(r.Status), r.Value, errBlob, b.opts.ResultTTL.Milliseconds(), errsBlob, failed, hasErrors}}, nil
-	case r.Status == task.StatusNew:
-		errsBlob, err := encodeErrors(r.Errors)
-		if err != nil {
-			return scriptCall{}, fmt.Errorf("retry %s: %w", r.ID, err)
-		}
-		var at int64
-		if !r.RunAfter.IsZero() {
-			at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
-		}
-		return scriptCall{"retry", retryScript, []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors, k.ready},
-			[]any{r.ID, r.Attempts, at, errsBlob}}, nil
 	}
-	return scriptCall{}, fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
+	return calls
 }
 
 func encodeErrors(errs []*task.Error) ([]byte, error) {

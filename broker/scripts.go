@@ -89,6 +89,23 @@ end
 local function pack(a, p, s, st, w, env)
   return a .. ' ' .. p .. ' ' .. num(s) .. ' ' .. st .. ' ' .. w .. '\n' .. env
 end
+-- claimed is the value v of a task once worker claims it at time us: one
+-- more attempt, started at us, worker added. It is pack(parse(v)) with
+-- those changes, but keeps priority and seq as the strings they are
+-- (formatting a number costs more here than the rest of a claim).
+local function claimed(v, us, worker)
+  local nl = string.find(v, '\n', 1, true)
+  if nl then
+    local a, ps, w = string.match(string.sub(v, 1, nl - 1), '^(%d+) (%-?%d+ %d+) %d+ ?(.*)$')
+    if a then
+      if w == '' then w = worker else w = w .. ',' .. worker end
+      return (tonumber(a) + 1) .. ' ' .. ps .. ' ' .. us .. ' ' .. w .. string.sub(v, nl)
+    end
+  end
+  local a, p, s, st, w, env = parse(v)
+  if w == '' then w = worker else w = w .. ',' .. worker end
+  return pack(a + 1, p, s, us, w, env)
+end
 -- next_seq keeps FIFO order exact within a queue and roughly comparable
 -- across queues: max(last+1, 16 per millisecond since 2025-01-01).
 local function next_seq(seqkey, ms)
@@ -101,7 +118,7 @@ end
 -- band is the width of one priority's scores in the pending set; scores
 -- below band1 are at priority >= 0, and come before T:ready.
 local band = 35184372088832
-local band1 = '(' .. num(101 * band)
+local band1 = '(3553621580972032' -- '(' .. num(101 * band), without a string.format per call
 -- ready makes id ready at priority p with sequence number s, the largest
 -- of its queue so far: at the tail of T:ready (rlist) or in the pending
 -- set.
@@ -401,17 +418,27 @@ local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local expiry = num(ms + tonumber(ARGV[2]))
 local out = {us}
-for _, id in ipairs(ids) do
-  local v = redis.call('HGET', KEYS[3], id)
-  if v then
-    local a, p, s, st, w, env = parse(v)
-    if w == '' then w = ARGV[3] else w = w .. ',' .. ARGV[3] end
-    v = pack(a + 1, p, s, us, w, env)
-    redis.call('HSET', KEYS[3], id, v)
-    redis.call('ZADD', KEYS[2], expiry, id)
-    out[#out + 1] = id
-    out[#out + 1] = v
-    out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
+if #ids > 0 then
+  -- One command per key for the whole batch, not per task.
+  local vals = redis.call('HMGET', KEYS[3], unpack(ids))
+  local errs = redis.call('HMGET', KEYS[5], unpack(ids))
+  local values, leases = {}, {}
+  for i, id in ipairs(ids) do
+    local v = vals[i]
+    if v then
+      v = claimed(v, us, ARGV[3])
+      values[#values + 1] = id
+      values[#values + 1] = v
+      leases[#leases + 1] = expiry
+      leases[#leases + 1] = id
+      out[#out + 1] = id
+      out[#out + 1] = v
+      out[#out + 1] = errs[i] or ''
+    end
+  end
+  if #values > 0 then
+    redis.call('HSET', KEYS[3], unpack(values))
+    redis.call('ZADD', KEYS[2], unpack(leases))
   end
 end
 if redis.call('LLEN', KEYS[6]) > 0 or redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
@@ -460,44 +487,72 @@ end
 return lost
 `)
 
-// finishScript writes the result of a finished attempt, if its worker
-// still holds the lease for that attempt (fencing: a worker that lost its
-// lease cannot overwrite a newer attempt's result).
+// finishScript writes the results of finished attempts of one queue, each
+// only if its worker still holds the lease for that attempt (fencing: a
+// worker that lost its lease cannot overwrite a newer attempt's result).
+// Each task is fenced on its own; the call as a whole is one atomic step.
 //
-//	KEYS[1] running  KEYS[2] tasks  KEYS[3] result  KEYS[4] errors  KEYS[5] unique
-//	KEYS[6] failed  KEYS[7] done
-//	ARGV[1] id  ARGV[2] attempt  ARGV[3] status  ARGV[4] value  ARGV[5] error
-//	ARGV[6] ttl_ms  ARGV[7] errors of every failed attempt  ARGV[8] 1 if status is FAILED
-//	ARGV[9] 1 if the task has errors of earlier attempts (an entry in errors)
+//	KEYS[1] running  KEYS[2] tasks  KEYS[3] errors  KEYS[4] unique  KEYS[5] failed  KEYS[6] done
+//	KEYS[6+i] the result key of task i
+//	ARGV[1] ttl_ms  ARGV[2] the FAILED status
+//	ARGV    then a group of 6 for each task i: id, attempt, status, value, error,
+//	        errors of every failed attempt
 //
-// Returns the finish time in unix µs, or 0 when the lease was lost. The
-// task's unique key (if any) is released by the HDEL from tasks; the
-// release_unique call only frees the T:unique entry's memory.
+// Returns for each task its finish time in unix µs, or 0 when the lease
+// was lost (nothing is written for it). A task's unique key (if any) is
+// released by the HDEL from tasks; the release_unique calls only free the
+// T:unique entries' memory.
 //
-// The fencing check is holds() in fewer commands: the attempt in the
-// header first, then ZREM from running, whose reply says whether the task
-// was running; on either refusal nothing has been written. (The errors
-// entry exists only after a failed attempt, which the claim returned to
-// the worker: ARGV[9] saves an HDEL for every other task.)
+// Why one call for many tasks: the finish of one task is two writes of its
+// own (the result and its expiry); the fencing reads, the deletes, the
+// clock and the counters each take one command for the whole batch, and
+// the script call's own cost is paid once, not per task.
 var finishScript = redis.NewScript(prelude + `
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v or tonumber(string.match(v, '^(%d+) ')) ~= tonumber(ARGV[2]) then return 0 end
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local us = now_us()
-redis.call('HSET', KEYS[3], 't', v, 's', ARGV[3], 'f', us, 'v', ARGV[4], 'e', ARGV[5], 'x', ARGV[7])
-redis.call('PEXPIRE', KEYS[3], ARGV[6])
-redis.call('HDEL', KEYS[2], ARGV[1])
-if ARGV[9] ~= '0' then redis.call('HDEL', KEYS[4], ARGV[1]) end
-release_unique(KEYS[5], ARGV[1])
-if ARGV[8] == '1' then
+local ttl = tonumber(ARGV[1])
+local n = (#ARGV - 2) / 6
+local ids = {}
+for i = 1, n do ids[i] = ARGV[6 * i - 3] end
+local vals = redis.call('HMGET', KEYS[2], unpack(ids))
+local leased = redis.call('ZMSCORE', KEYS[1], unpack(ids))
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local us = t[1] .. string.format('%06d', tonumber(t[2]))
+local out, fin, seen, failed, counts = {}, {}, {}, {}, {}
+for i = 1, n do
+  local j = 6 * i - 3
+  local id, v = ARGV[j], vals[i]
+  out[i] = 0
+  -- The attempt in the header must be the caller's, and the task in
+  -- running; an id given twice is finished once.
+  if v and leased[i] and not seen[id] and tonumber(string.match(v, '^(%d+) ')) == tonumber(ARGV[j + 1]) then
+    local st = ARGV[j + 2]
+    redis.call('HSET', KEYS[6 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5])
+    redis.call('PEXPIRE', KEYS[6 + i], ttl)
+    seen[id] = true
+    fin[#fin + 1] = id
+    if st == ARGV[2] then
+      failed[#failed + 1] = num(ms + ttl)
+      failed[#failed + 1] = id
+    end
+    counts[st] = (counts[st] or 0) + 1
+    out[i] = us
+  end
+end
+if #fin == 0 then return out end
+redis.call('ZREM', KEYS[1], unpack(fin))
+redis.call('HDEL', KEYS[2], unpack(fin))
+redis.call('HDEL', KEYS[3], unpack(fin))
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  for _, id in ipairs(fin) do release_unique(KEYS[4], id) end
+end
+if #failed > 0 then
   -- Trimming the expired entries here keeps the index as long as the
   -- stored FAILED results, at O(1) amortised per failure.
-  local ms = math.floor(tonumber(us) / 1000)
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', num(ms))
-  redis.call('ZADD', KEYS[6], num(ms + tonumber(ARGV[6])), ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', num(ms))
+  redis.call('ZADD', KEYS[5], unpack(failed))
 end
-redis.call('HINCRBY', KEYS[7], ARGV[3], 1)
-return us
+for st, c in pairs(counts) do redis.call('HINCRBY', KEYS[6], st, c) end
+return out
 `)
 
 // retryScript schedules the next attempt of a task whose attempt failed,

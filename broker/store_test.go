@@ -102,3 +102,83 @@ func TestEnqueueManyRefusesAnIDTwice(t *testing.T) {
 		t.Errorf("something was stored: %+v", c)
 	}
 }
+
+// TestStoreFinishesInOneCall: the finishes of one queue share a script
+// call (more than one when there are more than 128). Each is still fenced
+// on its own: of two attempts of one id only the one holding the lease is
+// written, an outcome given twice is written once, and the totals, the
+// failed index and the unique keys come out as if each were alone.
+func TestStoreFinishesInOneCall(t *testing.T) {
+	e := setup(t, broker.Options{ResultTTL: time.Hour})
+	e.m.SetTime(base)
+	e.useRedis()
+	const n = 300
+	var msgs []*task.Message
+	for i := range n {
+		msgs = append(msgs, newMsg(t, "brokertest.many", "q", 0, i))
+	}
+	e.enqueue(msgs...)
+	u, err := uniqTask.Using(task.Queue("q")).Enqueue(e.ctx, uniqArgs{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []*task.RawResult
+	for _, c := range e.claim([]string{"q"}, n+1, time.Minute, "w") {
+		rs = append(rs, c.Result)
+	}
+	if len(rs) != n+1 {
+		t.Fatalf("claimed %d, want %d", len(rs), n+1)
+	}
+	for i, r := range rs {
+		if i%3 == 0 {
+			task.Fail(r, errors.New("boom"))
+		} else {
+			r.Status, r.Value = task.StatusComplete, []byte{0x2a}
+		}
+	}
+	// An earlier attempt of rs[5] (its lease was lost) first, and rs[6]
+	// twice in a row (in the same script call).
+	old := *rs[5]
+	old.Attempts--
+	twice := *rs[6]
+	batch := append([]*task.RawResult{&old}, rs[:7]...)
+	batch = append(batch, &twice)
+	batch = append(batch, rs[7:]...)
+
+	errs := e.b.Store(e.ctx, batch...)
+	if !errors.Is(errs[0], broker.ErrLeaseLost) || !errors.Is(errs[8], broker.ErrLeaseLost) {
+		t.Errorf("stale attempt: %v; outcome given twice: %v; want ErrLeaseLost for both", errs[0], errs[8])
+	}
+	errs = append(errs[1:8], errs[9:]...)
+	failed := 0
+	for i, r := range rs {
+		if errs[i] != nil {
+			t.Fatalf("Store %s: %v", r.ID, errs[i])
+		}
+		g := e.get(r.ID)
+		if g.Status != r.Status || !g.FinishedAt.Equal(base) || !r.FinishedAt.Equal(base) {
+			t.Fatalf("%s: stored %s finished %v (%v), want %s at %v", r.ID, g.Status, g.FinishedAt, r.FinishedAt, r.Status, base)
+		}
+		if r.Status == task.StatusFailed {
+			failed++
+		}
+		if ttl := e.m.TTL("{gotasks:q}:r:" + r.ID); ttl != time.Hour {
+			t.Fatalf("%s: result TTL %v, want 1h", r.ID, ttl)
+		}
+	}
+	s, err := e.b.StatsOf(e.ctx, "q")
+	if err != nil || s.Running != 0 || s.Pending != 0 || s.Failed != int64(failed) ||
+		s.FailedTotal != int64(failed) || s.Completed != int64(n+1-failed) {
+		t.Errorf("StatsOf = %+v, %v; want nothing left, %d failed, %d complete", s, err, failed, n+1-failed)
+	}
+	if got, _ := e.m.HKeys("{gotasks:q}:tasks"); len(got) != 0 {
+		t.Errorf("%d tasks left in the tasks hash", len(got))
+	}
+	if e.m.Exists("{gotasks:q}:unique") {
+		t.Error("the unique task's entry was not released")
+	}
+	// Its key is free again.
+	if _, err := uniqTask.Using(task.Queue("q")).Enqueue(e.ctx, uniqArgs{N: 1}); err != nil {
+		t.Errorf("enqueue again after %s finished: %v", u.ID, err)
+	}
+}
