@@ -60,7 +60,10 @@ import (
 // claimed before T:ready: they are older.
 
 // prelude holds the helpers every script shares. Numbers are formatted with
-// %.0f because Lua's default %.14g would round scores and timestamps.
+// %d: Lua's default %.14g would round scores and timestamps, and %.0f (like
+// %.14g) goes through glibc's multi-precision float printing, which cost
+// ~0.9 µs per number here, as much as a Redis command. Every number the
+// scripts format is an integer below 2^53.
 const prelude = `
 local function now_ms()
   local t = redis.call('TIME')
@@ -70,7 +73,7 @@ local function now_us()
   local t = redis.call('TIME')
   return t[1] .. string.format('%06d', tonumber(t[2]))
 end
-local function num(x) return string.format('%.0f', x) end
+local function num(x) return string.format('%d', x) end
 local function score(prio, seq) return num((100 - prio) * 35184372088832 + seq) end
 -- parse splits a task value into its header fields and the envelope. A
 -- value without a readable header (not written by gotasks) parses as a
@@ -87,7 +90,7 @@ local function parse(v)
   return 0, 0, 0, '0', '', v
 end
 local function pack(a, p, s, st, w, env)
-  return a .. ' ' .. p .. ' ' .. num(s) .. ' ' .. st .. ' ' .. w .. '\n' .. env
+  return string.format('%d %d %d %s %s\n', a, p, s, st, w) .. env
 end
 -- claimed is the value v of a task once worker claims it at time us: one
 -- more attempt, started at us, worker added. It is pack(parse(v)) with
@@ -99,7 +102,7 @@ local function claimed(v, us, worker)
     local a, ps, w = string.match(string.sub(v, 1, nl - 1), '^(%d+) (%-?%d+ %d+) %d+ ?(.*)$')
     if a then
       if w == '' then w = worker else w = w .. ',' .. worker end
-      return (tonumber(a) + 1) .. ' ' .. ps .. ' ' .. us .. ' ' .. w .. string.sub(v, nl)
+      return string.format('%d %s %s %s', tonumber(a) + 1, ps, us, w) .. string.sub(v, nl)
     end
   end
   local a, p, s, st, w, env = parse(v)
@@ -259,11 +262,8 @@ local fresh = 0
 if not last then fresh = 1 end
 last = tonumber(last or '0')
 local ms = now_ms()
--- value is pack(0, prio, s, '0', '', env), the value of a task never
--- claimed, without string.format for a seq of up to 14 digits (which '..'
--- writes in full).
+-- value is the value of a task never claimed.
 local function value(prio, s, env)
-  if s < 1e14 then return '0 ' .. prio .. ' ' .. s .. ' 0 \n' .. env end
   return pack(0, prio, s, '0', '', env)
 end
 if n == 1 and #ARGV == 5 then
