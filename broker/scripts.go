@@ -523,8 +523,10 @@ for i = 1, n do
   local id, v = ARGV[j], vals[i]
   out[i] = 0
   -- The attempt in the header must be the caller's, and the task in
-  -- running; an id given twice is finished once.
-  if v and leased[i] and not seen[id] and tonumber(string.match(v, '^(%d+) ')) == tonumber(ARGV[j + 1]) then
+  -- running; an id given twice is finished once. (Nothing here may raise
+  -- an error: Redis would keep the writes made for the tasks before.)
+  local a = v and string.match(v, '^(%d+) ')
+  if a and leased[i] and not seen[id] and tonumber(a) == tonumber(ARGV[j + 1]) then
     local st = ARGV[j + 2]
     redis.call('HSET', KEYS[6 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5])
     redis.call('PEXPIRE', KEYS[6 + i], ttl)

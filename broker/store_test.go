@@ -182,3 +182,35 @@ func TestStoreFinishesInOneCall(t *testing.T) {
 		t.Errorf("enqueue again after %s finished: %v", u.ID, err)
 	}
 }
+
+// TestStoreBatchWithUnreadableValue: a running task whose stored value
+// has lost its header (written by something else) is refused in a batch
+// without failing the script: Redis keeps what a failed script wrote, so
+// the tasks before it in the batch would be half-finished.
+func TestStoreBatchWithUnreadableValue(t *testing.T) {
+	e := setup(t)
+	e.m.SetTime(base)
+	var msgs []*task.Message
+	for i := range 3 {
+		msgs = append(msgs, newMsg(t, "brokertest.garbage", "q", 0, i))
+	}
+	e.enqueue(msgs...)
+	var rs []*task.RawResult
+	for _, c := range e.claim([]string{"q"}, 3, time.Minute, "w") {
+		c.Result.Status = task.StatusComplete
+		rs = append(rs, c.Result)
+	}
+	e.m.HSet("{gotasks:q}:tasks", rs[1].ID, "no header")
+	errs := e.b.Store(e.ctx, rs...)
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], broker.ErrLeaseLost) {
+		t.Fatalf("Store = %v; want nil, ErrLeaseLost, nil", errs)
+	}
+	for _, r := range []*task.RawResult{rs[0], rs[2]} {
+		if g := e.get(r.ID); g.Status != task.StatusComplete {
+			t.Errorf("%s: %s, want COMPLETE", r.ID, g.Status)
+		}
+	}
+	if c := e.count("q"); c != (broker.Counts{Running: 1}) {
+		t.Errorf("Count = %+v; want only the unreadable one running", c)
+	}
+}
