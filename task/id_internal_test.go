@@ -65,3 +65,30 @@ func TestNewIDTimestamp(t *testing.T) {
 		t.Fatalf("id %s has timestamp %d, want within [%d, %d]", id, ms, before, after)
 	}
 }
+
+// newIDs, which EnqueueMany uses, reads the random bits of many ids at
+// once: every id is valid, of the given time, and distinct, across the
+// chunks it reads in.
+func TestNewIDsInChunks(t *testing.T) {
+	now := time.UnixMilli(1764000000123)
+	ids := make([]string, 1000)
+	newIDs(ids, now)
+	seen := map[string]bool{}
+	randoms := map[string]bool{}
+	for _, id := range ids {
+		if !ValidID(id) || seen[id] {
+			t.Fatalf("id %q: valid %v, seen before %v", id, ValidID(id), seen[id])
+		}
+		seen[id] = true
+		if want := idPrefix(now); id[:10] != want {
+			t.Fatalf("id %s: timestamp %s, want %s", id, id[:10], want)
+		}
+		randoms[id[10:]] = true
+	}
+	if len(randoms) != len(ids) {
+		t.Fatalf("%d distinct random parts for %d ids", len(randoms), len(ids))
+	}
+}
+
+// idPrefix is the first 10 characters of an id made at t.
+func idPrefix(t time.Time) string { return ulidAt(uint64(t.UnixMilli()), 0)[:10] }

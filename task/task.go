@@ -242,12 +242,15 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 		return nil, nil
 	}
 	now := time.Now()
-	var b Backend
+	b, err := t.backend()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(args))
+	newIDs(ids, now)
 	msgs := make([]*Message, len(args))
 	for i, a := range args {
-		var err error
-		b, msgs[i], err = t.message(a, now)
-		if err != nil {
+		if msgs[i], err = t.build(b, ids[i], a, now); err != nil {
 			return nil, fmt.Errorf("args[%d]: %w", i, err)
 		}
 	}
@@ -329,16 +332,33 @@ func (c config) validate(b Backend) error {
 
 // message validates the task against its backend and serializes args.
 func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
+	b, err := t.backend()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := t.build(b, NewID(), args, now)
+	return b, m, err
+}
+
+// backend returns the task's backend, once its options are checked
+// against it.
+func (t *Task[A, R]) backend() (Backend, error) {
 	b, err := BackendFor(t.cfg.backend)
 	if err != nil {
 		// Both: an unconfigured backend is a configuration problem and an
 		// invalid task, as in django-tasks.
-		return nil, nil, fmt.Errorf("enqueue %s: %w: %w", t.name, ErrInvalidTask, err)
+		return nil, fmt.Errorf("enqueue %s: %w: %w", t.name, ErrInvalidTask, err)
 	}
+	if err := t.cfg.validate(b); err != nil {
+		return nil, fmt.Errorf("enqueue %s: %w", t.name, err)
+	}
+	return b, nil
+}
+
+// build makes the message with id that enqueues args on b, which backend
+// returned.
+func (t *Task[A, R]) build(b Backend, id string, args A, now time.Time) (*Message, error) {
 	c := t.cfg
-	if err := c.validate(b); err != nil {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, err)
-	}
 	var runAfter time.Time
 	switch {
 	case !c.runAt.IsZero():
@@ -348,13 +368,13 @@ func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
 	}
 	payload, err := serializerOf(b).Marshal(args)
 	if err != nil {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments cannot be serialized: %v", err))
+		return nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments cannot be serialized: %v", err))
 	}
 	if limit := maxArgsSize(b); len(payload) > limit {
-		return nil, nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments are %d bytes encoded, over the limit of %d", len(payload), limit))
+		return nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("arguments are %d bytes encoded, over the limit of %d", len(payload), limit))
 	}
-	return b, &Message{
-		ID: NewID(), TaskName: t.name, Queue: c.queue, Priority: c.priority, Backend: b.Name(),
+	return &Message{
+		ID: id, TaskName: t.name, Queue: c.queue, Priority: c.priority, Backend: b.Name(),
 		Args: payload, EnqueuedAt: now, RunAfter: runAfter, Limits: c.limits.withDefaults(),
 		Unique: c.uniqueness(t.name, payload),
 	}, nil
