@@ -26,7 +26,7 @@ type Claimed struct {
 }
 
 // Claim takes up to n ready tasks from queues for workerID and leases them
-// for lease (at most 1,000 per queue in one call). The highest priority wins across queues, and ties go to the
+// for lease. The highest priority wins across queues, and ties go to the
 // oldest task; each claim is atomic within its queue.
 func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
 	if n <= 0 || len(queues) == 0 {
@@ -116,14 +116,35 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 }
 
 // maxClaimBatch bounds the tasks one claim script call takes: it unpacks
-// two values per task onto Lua's stack, which holds a few thousand. A
-// caller that asks for more gets this many, and may claim again.
+// two values per task onto Lua's stack, which holds a few thousand. More
+// are claimed by several calls, each atomic.
 const maxClaimBatch = 1000
 
 func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
+	var out []Claimed
+	for n > 0 {
+		c := b.claimCall(queue, n, lease, workerID)
+		got, err := b.claimed(queue, b.run(ctx, c.script, c.keys, c.args...))
+		out = append(out, got...)
+		if err != nil || len(got) < min(n, maxClaimBatch) {
+			return out, err
+		}
+		n -= len(got)
+	}
+	return out, nil
+}
+
+// claimCall is the claim script call that takes up to n tasks of queue.
+func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID string) scriptCall {
 	k := b.keys(queue)
-	n = min(n, maxClaimBatch)
-	vals, err := b.run(ctx, claimScript, []string{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready}, n, lease.Milliseconds(), workerID).Slice()
+	return scriptCall{op: "claim from " + queue, script: claimScript,
+		keys: []string{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready},
+		args: []any{min(n, maxClaimBatch), lease.Milliseconds(), workerID}}
+}
+
+// claimed reads the reply of a claim script call.
+func (b *Redis) claimed(queue string, cmd *redis.Cmd) ([]Claimed, error) {
+	vals, err := cmd.Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", queue, err)
 	}
@@ -197,15 +218,29 @@ func (b *Redis) Retry(ctx context.Context, r *task.RawResult) error {
 // error per result (nil: stored). The finishes of one queue are written by
 // one script call (up to maxFinishBatch each), the retries one by one.
 func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
+	errs, _, _ := b.StoreAndClaim(ctx, rs, "", 0, 0, "")
+	return errs
+}
+
+// StoreAndClaim is Store, and a Claim of up to n tasks (at most 1,000) of
+// queue for workerID (when n > 0), in the same round trip: a worker whose tasks
+// finished takes the next ones without waiting for a round trip of its
+// own. The claim is the same atomic script as Claim's and does not depend
+// on the outcomes: it runs even if some are refused. It returns Store's
+// errors, and the claimed tasks or the claim's error.
+func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue string, n int, lease time.Duration, workerID string) ([]error, []Claimed, error) {
 	errs := make([]error, len(rs))
 	calls := b.storeCalls(rs, errs)
-	if err := b.loadScripts(ctx, finishScript, retryScript); err != nil {
+	if n > 0 {
+		calls = append(calls, b.claimCall(queue, n, lease, workerID))
+	}
+	if err := b.loadScripts(ctx, finishScript, retryScript, claimScript); err != nil {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = fmt.Errorf("store %s: %w", rs[i].ID, err)
 			}
 		}
-		return errs
+		return errs, nil, fmt.Errorf("claim from %s: %w", queue, err)
 	}
 	cmds := make([]*redis.Cmd, len(calls))
 	pipe := b.rdb.Pipeline()
@@ -220,6 +255,12 @@ func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
 			b.forgetScripts()
 			cmds[i] = b.run(ctx, calls[i].script, calls[i].keys, calls[i].args...)
 		}
+	}
+	var got []Claimed
+	var claimErr error
+	if n > 0 {
+		got, claimErr = b.claimed(queue, cmds[len(cmds)-1])
+		cmds, calls = cmds[:len(cmds)-1], calls[:len(calls)-1]
 	}
 	for i, c := range cmds {
 		call := calls[i]
@@ -242,12 +283,14 @@ func (b *Redis) Store(ctx context.Context, rs ...*task.RawResult) []error {
 				errs[ri] = fmt.Errorf("%s %s: %w", call.op, r.ID, err)
 			case stamps[j] == 0:
 				errs[ri] = fmt.Errorf("%s %s attempt %d: %w", call.op, r.ID, r.Attempts, ErrLeaseLost)
+			case stamps[j] < 0:
+				errs[ri] = fmt.Errorf("%s %s: its result key %s holds a value of another type", call.op, r.ID, call.keys[6+j])
 			case call.script == finishScript:
 				r.FinishedAt = time.UnixMicro(stamps[j])
 			}
 		}
 	}
-	return errs
+	return errs, got, claimErr
 }
 
 // maxFinishBatch bounds the tasks one finish script call writes: its

@@ -498,8 +498,9 @@ return lost
 //	ARGV    then a group of 6 for each task i: id, attempt, status, value, error,
 //	        errors of every failed attempt
 //
-// Returns for each task its finish time in unix µs, or 0 when the lease
-// was lost (nothing is written for it). A task's unique key (if any) is
+// Returns for each task its finish time in unix µs, 0 when the lease was
+// lost, or -1 when its result key holds another type (nothing is written
+// for either). A task's unique key (if any) is
 // released by the HDEL from tasks; the release_unique calls only free the
 // T:unique entries' memory.
 //
@@ -528,16 +529,22 @@ for i = 1, n do
   local a = v and string.match(v, '^(%d+) ')
   if a and leased[i] and not seen[id] and tonumber(a) == tonumber(ARGV[j + 1]) then
     local st = ARGV[j + 2]
-    redis.call('HSET', KEYS[6 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5])
-    redis.call('PEXPIRE', KEYS[6 + i], ttl)
-    seen[id] = true
-    fin[#fin + 1] = id
-    if st == ARGV[2] then
-      failed[#failed + 1] = num(ms + ttl)
-      failed[#failed + 1] = id
+    -- pcall: a result key that holds another type (written by something
+    -- else) fails this task alone, not the script.
+    local w = redis.pcall('HSET', KEYS[6 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5])
+    if type(w) == 'table' and w.err then
+      out[i] = -1
+    else
+      redis.call('PEXPIRE', KEYS[6 + i], ttl)
+      seen[id] = true
+      fin[#fin + 1] = id
+      if st == ARGV[2] then
+        failed[#failed + 1] = num(ms + ttl)
+        failed[#failed + 1] = id
+      end
+      counts[st] = (counts[st] or 0) + 1
+      out[i] = us
     end
-    counts[st] = (counts[st] or 0) + 1
-    out[i] = us
   end
 end
 if #fin == 0 then return out end

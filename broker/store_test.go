@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,26 +192,31 @@ func TestStoreBatchWithUnreadableValue(t *testing.T) {
 	e := setup(t)
 	e.m.SetTime(base)
 	var msgs []*task.Message
-	for i := range 3 {
+	for i := range 4 {
 		msgs = append(msgs, newMsg(t, "brokertest.garbage", "q", 0, i))
 	}
 	e.enqueue(msgs...)
 	var rs []*task.RawResult
-	for _, c := range e.claim([]string{"q"}, 3, time.Minute, "w") {
+	for _, c := range e.claim([]string{"q"}, 4, time.Minute, "w") {
 		c.Result.Status = task.StatusComplete
 		rs = append(rs, c.Result)
 	}
 	e.m.HSet("{gotasks:q}:tasks", rs[1].ID, "no header")
+	// And a result key that holds a string.
+	if err := e.m.Set("{gotasks:q}:r:"+rs[3].ID, "junk"); err != nil {
+		t.Fatal(err)
+	}
 	errs := e.b.Store(e.ctx, rs...)
-	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], broker.ErrLeaseLost) {
-		t.Fatalf("Store = %v; want nil, ErrLeaseLost, nil", errs)
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], broker.ErrLeaseLost) ||
+		errs[3] == nil || !strings.Contains(errs[3].Error(), "another type") {
+		t.Fatalf("Store = %v; want nil, ErrLeaseLost, nil, a key of another type", errs)
 	}
 	for _, r := range []*task.RawResult{rs[0], rs[2]} {
 		if g := e.get(r.ID); g.Status != task.StatusComplete {
 			t.Errorf("%s: %s, want COMPLETE", r.ID, g.Status)
 		}
 	}
-	if c := e.count("q"); c != (broker.Counts{Running: 1}) {
-		t.Errorf("Count = %+v; want only the unreadable one running", c)
+	if c := e.count("q"); c != (broker.Counts{Running: 2}) {
+		t.Errorf("Count = %+v; want the two refused ones still running", c)
 	}
 }

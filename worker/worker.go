@@ -97,6 +97,13 @@ type Worker struct {
 	// arrive together in one round trip.
 	stores chan storeReq
 
+	// cmu guards claims, the number of tasks claimed so far (MaxTasks),
+	// by the fetch loop and by the storer's chained claims; claimCtx is
+	// Run's ctx: once it is done nothing more is claimed.
+	cmu      sync.Mutex
+	claims   int
+	claimCtx context.Context
+
 	qmu      sync.Mutex
 	queues   []string
 	queuesAt time.Time
@@ -233,6 +240,9 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var running sync.WaitGroup
 	finished := make(chan struct{}, 1) // a task finished (batch mode waits on it)
+	w.cmu.Lock()
+	w.claims, w.claimCtx = 0, ctx
+	w.cmu.Unlock()
 	w.fetch(ctx, taskCtx, &running, finished)
 
 	done := make(chan struct{})
@@ -273,7 +283,16 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 	for range w.opts.Concurrency {
 		go func() {
 			for cj := range jobs {
-				w.execute(taskCtx, cj.j, cj.bad)
+				// A task may come back with the next one, claimed in the
+				// round trip that stored it: it runs in the same slot.
+				j, bad := cj.j, cj.bad
+				for {
+					next := w.execute(taskCtx, j, bad)
+					if next == nil {
+						break
+					}
+					j, bad = w.track(taskCtx, next.Result), next.Bad
+				}
 				release()
 				select {
 				case finished <- struct{}{}:
@@ -284,11 +303,11 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 		}()
 	}
 	var bo backoff.Backoff
-	claimed := 0
 	for ctx.Err() == nil {
-		if w.opts.MaxTasks > 0 && claimed >= w.opts.MaxTasks {
-			return
+		if w.reserve(1) == 0 {
+			return // MaxTasks claimed
 		}
+		w.unreserve(1)
 		// Take one free slot (waiting for it), then every other free one.
 		select {
 		case slots <- struct{}{}:
@@ -305,22 +324,24 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 				break more
 			}
 		}
-		if w.opts.MaxTasks > 0 && n > w.opts.MaxTasks-claimed {
-			for ; n > w.opts.MaxTasks-claimed; n-- {
-				release()
-			}
+		k := w.reserve(n)
+		for ; n > k; n-- {
+			release()
+		}
+		if n == 0 {
+			continue // the storer claimed the last ones meanwhile
 		}
 		qs, err := w.currentQueues(ctx)
 		var got []broker.Claimed
 		if err == nil {
 			got, err = w.b.Claim(ctx, qs, n, w.opts.LeaseDuration, w.opts.WorkerID)
 		}
+		w.unreserve(n - len(got))
 		for _, c := range got {
 			running.Add(1)
 			// A goroutine of the pool is free: each task holds a slot.
 			jobs <- claimedJob{w.track(taskCtx, c.Result), c.Bad}
 		}
-		claimed += len(got)
 		for i := len(got); i < n; i++ {
 			release()
 		}
@@ -411,8 +432,10 @@ func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
 }
 
 // execute runs one claimed task and stores its result. bad is set when the
-// stored task could not be decoded.
-func (w *Worker) execute(ctx context.Context, j *job, bad error) {
+// stored task could not be decoded. It returns the next task to run in
+// the same slot, if one was claimed in the round trip that stored this
+// one's outcome.
+func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *broker.Claimed) {
 	r := j.r
 	// Built only when a line is logged: a logger per task cost ~4% of a
 	// drain of no-op tasks.
@@ -445,15 +468,16 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 	}
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		log().Info("task handed back to its queue at shutdown", "duration", time.Since(start))
-		return
+		return nil
 	}
-	if err := w.store(ctx, r); err != nil {
+	next, err := w.store(ctx, r)
+	if err != nil {
 		if errors.Is(err, broker.ErrLeaseLost) {
 			log().Warn("task finished after its lease was lost; outcome discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
 		} else {
 			log().Error("task outcome not stored; it will run again when its lease expires", "err", err)
 		}
-		return
+		return next
 	}
 	w.processed.Add(1)
 	switch r.Status {
@@ -465,29 +489,30 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) {
 		if w.opts.OnRetry != nil {
 			w.opts.OnRetry(ctx, r)
 		}
-		return // not finished: no finished hook
+		return next // not finished: no finished hook
 	default:
 		if w.log.Enabled(ctx, slog.LevelInfo) {
 			log().Info("task complete", "duration", time.Since(start))
 		}
 	}
 	task.Finished(ctx, r)
+	return next
 }
 
 // store writes the outcome of an attempt (the result, or the retry),
 // trying again while Redis is unreachable; it gives up on a lost lease or
 // when the worker's task context ends.
-func (w *Worker) store(ctx context.Context, r *task.RawResult) error {
+func (w *Worker) store(ctx context.Context, r *task.RawResult) (*broker.Claimed, error) {
 	var bo backoff.Backoff
 	for {
-		err := w.storeOnce(ctx, r)
+		next, err := w.storeOnce(ctx, r) // a next task only with a final answer
 		if err == nil || errors.Is(err, broker.ErrLeaseLost) || ctx.Err() != nil {
-			return err
+			return next, err
 		}
 		d := bo.Next()
 		w.log.Warn("worker: cannot store result, retrying", "id", r.ID, "err", err, "retry_in", d)
 		if !backoff.Sleep(ctx, d) {
-			return err
+			return nil, err
 		}
 	}
 }
@@ -496,18 +521,71 @@ func (w *Worker) store(ctx context.Context, r *task.RawResult) error {
 // done (buffered).
 type storeReq struct {
 	r    *task.RawResult
-	done chan error
+	done chan storeResp
+}
+
+// storeResp is the storer's answer: the outcome's error, and the next task
+// for the slot, if the storer claimed one with it.
+type storeResp struct {
+	err  error
+	next *broker.Claimed
 }
 
 // storeOnce has the storer write r, once.
-func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult) error {
-	done := make(chan error, 1)
+func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult) (*broker.Claimed, error) {
+	done := make(chan storeResp, 1)
 	select {
 	case w.stores <- storeReq{r, done}:
 	case <-ctx.Done():
-		return fmt.Errorf("store %s: %w", r.ID, ctx.Err())
+		return nil, fmt.Errorf("store %s: %w", r.ID, ctx.Err())
 	}
-	return <-done
+	resp := <-done
+	return resp.next, resp.err
+}
+
+// handBackClaimed returns tasks claimed with outcomes that no slot took
+// (their outcomes' writes failed) to their queue at once.
+func (w *Worker) handBackClaimed(ctx context.Context, queue string, cs []broker.Claimed) {
+	rs := make([]*task.RawResult, len(cs))
+	for i, c := range cs {
+		rs[i] = c.Result
+	}
+	w.unreserve(len(rs))
+	if _, err := w.b.Requeue(ctx, queue, rs); err != nil {
+		w.log.Warn("worker: cannot hand back tasks claimed with failed writes; they run again when their lease expires", "err", err, "tasks", len(rs))
+	}
+}
+
+// reserve takes up to n of the claims MaxTasks allows (all n without a
+// limit), none once Run's ctx is done. What is not claimed goes back with
+// unreserve.
+func (w *Worker) reserve(n int) int {
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
+	if w.claimCtx == nil || w.claimCtx.Err() != nil {
+		return 0
+	}
+	if w.opts.MaxTasks > 0 {
+		n = max(min(n, w.opts.MaxTasks-w.claims), 0)
+	}
+	w.claims += n
+	return n
+}
+
+func (w *Worker) unreserve(n int) {
+	w.cmu.Lock()
+	w.claims -= n
+	w.cmu.Unlock()
+}
+
+// chainQueue is the queue the storer claims the next tasks from along
+// with outcomes: the worker's one queue. A worker of several queues
+// leaves claims to the fetch loop, which weighs the queues.
+func (w *Worker) chainQueue() string {
+	if w.allQueues() || len(w.opts.Queues) != 1 {
+		return ""
+	}
+	return w.opts.Queues[0]
 }
 
 // maxStoreBatch bounds the outcomes written in one round trip.
@@ -515,8 +593,11 @@ const maxStoreBatch = 128
 
 // storeLoop writes outcomes until stop is done: one at a time when tasks
 // finish one at a time, and all that arrived during the previous round trip
-// together when many finish at once (each still its own atomic, fenced
-// script, pipelined). It answers every request it takes.
+// together when many finish at once (each still atomic and fenced on its
+// own). It answers every request it takes. Each outcome frees a slot, so
+// in the same round trip it claims as many next tasks (for a worker of
+// one queue), which run in those slots: a busy worker makes one round
+// trip per task instead of two.
 func (w *Worker) storeLoop(stop, ctx context.Context) {
 	batch := make([]storeReq, 0, maxStoreBatch)
 	rs := make([]*task.RawResult, 0, maxStoreBatch)
@@ -540,10 +621,30 @@ func (w *Worker) storeLoop(stop, ctx context.Context) {
 		for _, req := range batch {
 			rs = append(rs, req.r)
 		}
-		errs := w.b.Store(ctx, rs...)
+		var n int
+		q := w.chainQueue()
+		if q != "" {
+			n = w.reserve(len(batch))
+		}
+		errs, next, err := w.b.StoreAndClaim(ctx, rs, q, n, w.opts.LeaseDuration, w.opts.WorkerID)
+		w.unreserve(n - len(next))
+		if err != nil && n > 0 {
+			// The fetch loop claims once the slots are free.
+			w.log.Debug("worker: claim with stored outcomes failed", "err", err)
+		}
+		// The next tasks go to outcomes with a final answer; one whose
+		// write failed is retried by its goroutine, which holds its slot.
 		for i, req := range batch {
-			req.done <- errs[i]
+			resp := storeResp{err: errs[i]}
+			if len(next) > 0 && (errs[i] == nil || errors.Is(errs[i], broker.ErrLeaseLost)) {
+				resp.next = &next[0]
+				next = next[1:]
+			}
+			req.done <- resp
 			batch[i] = storeReq{}
+		}
+		if len(next) > 0 {
+			w.handBackClaimed(ctx, q, next)
 		}
 		clear(rs)
 	}
