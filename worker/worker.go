@@ -291,6 +291,13 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 					if next == nil {
 						break
 					}
+					if taskCtx.Err() != nil {
+						// Shutdown gave up on running tasks while this one
+						// was being claimed (a round trip longer than
+						// ShutdownTimeout): hand it back, do not start it.
+						w.handBackClaimed(context.WithoutCancel(taskCtx), next.Result.Queue, []broker.Claimed{*next})
+						break
+					}
 					j, bad = w.track(taskCtx, next.Result), next.Bad
 				}
 				release()
@@ -543,14 +550,16 @@ func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult) (*broker.Clai
 	return resp.next, resp.err
 }
 
-// handBackClaimed returns tasks claimed with outcomes that no slot took
-// (their outcomes' writes failed) to their queue at once.
+// handBackClaimed returns tasks claimed with outcomes that will not run
+// here (no slot took them, or shutdown is over) to their queue at once.
 func (w *Worker) handBackClaimed(ctx context.Context, queue string, cs []broker.Claimed) {
 	rs := make([]*task.RawResult, len(cs))
 	for i, c := range cs {
 		rs[i] = c.Result
 	}
 	w.unreserve(len(rs))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	if _, err := w.b.Requeue(ctx, queue, rs); err != nil {
 		w.log.Warn("worker: cannot hand back tasks claimed with failed writes; they run again when their lease expires", "err", err, "tasks", len(rs))
 	}
