@@ -377,11 +377,26 @@ func encodeErrors(errs []*task.Error) ([]byte, error) {
 // original place, if the caller still holds their leases. It returns how
 // many were requeued.
 func (b *Redis) Requeue(ctx context.Context, queue string, running []*task.RawResult) (int, error) {
+	return b.requeue(ctx, queue, running, false)
+}
+
+// Unclaim is Requeue for tasks that were claimed and never started: it
+// also undoes the claim (the attempt it counted, the worker it recorded),
+// so that handing them back costs them nothing.
+func (b *Redis) Unclaim(ctx context.Context, queue string, claimed []*task.RawResult) (int, error) {
+	return b.requeue(ctx, queue, claimed, true)
+}
+
+func (b *Redis) requeue(ctx context.Context, queue string, running []*task.RawResult, undo bool) (int, error) {
 	if len(running) == 0 {
 		return 0, nil
 	}
 	k := b.keys(queue)
-	args := make([]any, 0, 2*len(running))
+	args := make([]any, 0, 1+2*len(running))
+	args = append(args, 0)
+	if undo {
+		args[0] = 1
+	}
 	for _, r := range running {
 		args = append(args, r.ID, r.Attempts)
 	}
@@ -731,10 +746,14 @@ type Counts struct {
 // Count returns how many tasks of queue are pending, deferred and running.
 func (b *Redis) Count(ctx context.Context, queue string) (Counts, error) {
 	k := b.keys(queue)
-	pipe := b.rdb.TxPipeline() // one consistent reading: a claim moves tasks between the keys
-	l, p, d, r := pipe.LLen(ctx, k.ready), pipe.ZCard(ctx, k.pending), pipe.ZCard(ctx, k.delayed), pipe.ZCard(ctx, k.running)
-	if _, err := pipe.Exec(ctx); err != nil {
+	// One script: a consistent reading (a claim moves tasks between the
+	// keys) that also works behind proxies without MULTI.
+	c, err := b.run(ctx, countScript, []string{k.ready, k.pending, k.delayed, k.running}).Int64Slice()
+	if err != nil {
 		return Counts{}, fmt.Errorf("count %s: %w", queue, err)
 	}
-	return Counts{Pending: l.Val() + p.Val(), Deferred: d.Val(), Running: r.Val()}, nil
+	if len(c) != 3 {
+		return Counts{}, fmt.Errorf("count %s: script returned %d values, want 3", queue, len(c))
+	}
+	return Counts{Pending: c[0], Deferred: c[1], Running: c[2]}, nil
 }

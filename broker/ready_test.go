@@ -223,3 +223,41 @@ func TestCancelAndPurgeReady(t *testing.T) {
 		t.Errorf("tasks left after purge: %v", got)
 	}
 }
+
+// TestUnclaim: a task claimed and never started goes back to its place
+// with its claim undone (attempt, worker, start time), after an earlier
+// attempt as well; a claim the caller no longer holds is left alone.
+func TestUnclaim(t *testing.T) {
+	e := setup(t)
+	e.m.SetTime(base)
+	a, b := newMsg(t, "brokertest.unclaim", "q", 0, "a"), newMsg(t, "brokertest.unclaim", "q", 0, "b")
+	e.enqueue(a, b)
+	ra := e.claim1("q", "w1", time.Minute)
+	if n, err := e.b.Unclaim(e.ctx, "q", []*task.RawResult{ra}); err != nil || n != 1 {
+		t.Fatalf("Unclaim = %d, %v", n, err)
+	}
+	if g := e.get(a.ID); g.Status != task.StatusNew || g.Attempts != 0 || len(g.WorkerIDs) != 0 || !g.StartedAt.IsZero() {
+		t.Errorf("after Unclaim: %s, %d attempts, workers %v, started %v; want as enqueued", g.Status, g.Attempts, g.WorkerIDs, g.StartedAt)
+	}
+	// A second attempt claimed and undone leaves the first one's record.
+	ra = e.claim1("q", "w1", time.Minute)
+	if _, err := e.b.Requeue(e.ctx, "q", []*task.RawResult{ra}); err != nil {
+		t.Fatal(err)
+	}
+	ra = e.claim1("q", "w2", time.Minute)
+	if ra.ID != a.ID {
+		t.Fatalf("claimed %s, want a back at the head", ra.ID)
+	}
+	if n, err := e.b.Unclaim(e.ctx, "q", []*task.RawResult{ra}); err != nil || n != 1 {
+		t.Fatalf("Unclaim = %d, %v", n, err)
+	}
+	if g := e.get(a.ID); g.Attempts != 1 || !slices.Equal(g.WorkerIDs, []string{"w1"}) {
+		t.Errorf("after undoing attempt 2: %d attempts, workers %v; want 1, [w1]", g.Attempts, g.WorkerIDs)
+	}
+	if n, err := e.b.Unclaim(e.ctx, "q", []*task.RawResult{ra}); err != nil || n != 0 {
+		t.Errorf("Unclaim of a claim no longer held = %d, %v; want 0", n, err)
+	}
+	if got := ids(e.claim([]string{"q"}, 10, time.Minute, "w3")); !slices.Equal(got, []string{a.ID, b.ID}) {
+		t.Errorf("claim order = %v, want a b", got)
+	}
+}

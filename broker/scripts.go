@@ -596,18 +596,27 @@ return 1
 
 // requeueScript hands running tasks straight back to their queue, at their
 // original place (graceful shutdown), if this worker still holds them.
+// With undo, the claim itself is undone as well: the attempt it counted,
+// the worker it added and (for a first attempt) the start time, for tasks
+// claimed that never started.
 //
 //	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready
-//	ARGV    pairs: id, attempt
+//	ARGV[1] undo (1 or 0), then pairs: id, attempt
 //
 // Returns the number of tasks requeued.
 var requeueScript = redis.NewScript(prelude + `
 local items = {}
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
   local v = holds(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1])
   if v then
-    local a, p, s = parse(v)
+    local a, p, s, st, w, env = parse(v)
     redis.call('ZREM', KEYS[1], ARGV[i])
+    if ARGV[1] == '1' and a > 0 then
+      local cut = string.find(w, ',[^,]*$')
+      if cut then w = string.sub(w, 1, cut - 1) else w = '' end
+      if a == 1 then st = '0' end
+      redis.call('HSET', KEYS[3], ARGV[i], pack(a - 1, p, s, st, w, env))
+    end
     items[#items + 1] = {ARGV[i], p, s}
   end
 end
@@ -670,6 +679,15 @@ end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #nxt == 0 then return {#ids, -1} end
 return {#ids, tonumber(nxt[2])}
+`)
+
+// countScript reads the sizes of a queue's sets in one step.
+//
+//	KEYS[1] ready  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running
+//
+// Returns {ready, deferred, running}.
+var countScript = redis.NewScript(`
+return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
 `)
 
 // getScript reads one task's state in one consistent step.

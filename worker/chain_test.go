@@ -104,3 +104,94 @@ func TestNextTaskClaimedWithOutcome(t *testing.T) {
 		t.Errorf("%d round trips for %d tasks, want about one per task: %v", trips, max, hook.seen)
 	}
 }
+
+// finishesOf counts the pipelines that carry a finish of one task id.
+type finishesOf struct {
+	id string
+	n  atomic.Int64
+}
+
+func (h *finishesOf) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *finishesOf) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *finishesOf) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			for _, a := range c.Args() {
+				if a == h.id {
+					h.n.Add(1)
+					return next(ctx, cmds)
+				}
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestFailingWriteClaimsNoNextTask: an outcome whose write keeps failing
+// (its result key holds a string) is retried, and its retries claim no
+// next task. The next task, claimed once with the first try and handed
+// back, keeps no trace of that claim: not an attempt, not a worker.
+func TestFailingWriteClaimsNoNextTask(t *testing.T) {
+	e := setup(t)
+	x := must[*task.Result[int]](t)(addTask.Enqueue(e.ctx, [2]int{1, 2}))
+	y := must[*task.Result[int]](t)(addTask.Enqueue(e.ctx, [2]int{3, 4}))
+	if err := e.m.Set("{gotasks:default}:r:"+x.ID, "not a hash"); err != nil {
+		t.Fatal(err)
+	}
+	hook := &finishesOf{id: x.ID}
+	e.b.Client().AddHook(hook)
+	_, stop, _ := e.start(worker.Options{Concurrency: 1, NoScheduler: true})
+	waitFor(t, "three tries to store x", func() bool { return hook.n.Load() >= 3 })
+	stop()
+	r := e.get(y.ID)
+	if r.Status != task.StatusNew || r.Attempts != 0 || len(r.WorkerIDs) != 0 || !r.StartedAt.IsZero() {
+		t.Errorf("y: %s, %d attempts, workers %v, started %v; want NEW and untouched", r.Status, r.Attempts, r.WorkerIDs, r.StartedAt)
+	}
+}
+
+// briefTask takes a little time, so that the fetch loop is polling the
+// empty queue while the storer's claim is in flight.
+var briefTask = task.Define("workertest.brief", func(ctx context.Context, _ int) (int, error) {
+	time.Sleep(35 * time.Millisecond)
+	return 1, nil
+})
+
+// slowPipes makes every pipeline's reply arrive late, so that the storer's
+// claims stay in flight long enough to meet the fetch loop.
+type slowPipes struct{}
+
+func (*slowPipes) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (*slowPipes) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (*slowPipes) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		time.Sleep(300 * time.Millisecond)
+		return err
+	}
+}
+
+// TestMaxTasksWaitsForClaimsInFlight: with MaxTasks 2 and one task, the
+// worker keeps claiming after the storer's claim (made with the first
+// task's outcome, found nothing) held a reservation for a while: a task
+// enqueued after that still runs here.
+func TestMaxTasksWaitsForClaimsInFlight(t *testing.T) {
+	e := setup(t)
+	first := must[*task.Result[int]](t)(briefTask.Enqueue(e.ctx, 0))
+	e.b.Client().AddHook(&slowPipes{})
+	w, _, done := e.start(worker.Options{Concurrency: 2, MaxTasks: 2, NoScheduler: true, PollInterval: 10 * time.Millisecond})
+	// Processed counts an outcome once its round trip (and the claim that
+	// went with it) has come back.
+	waitFor(t, "the first outcome and its claim", func() bool { return w.Processed() >= 1 })
+	if refresh(t, first).Status != task.StatusComplete {
+		t.Fatalf("first task %s", first.Status)
+	}
+	second := must[*task.Result[int]](t)(addTask.Enqueue(e.ctx, [2]int{2, 2}))
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop after MaxTasks")
+	}
+	if w.Processed() != 2 || refresh(t, second).Status != task.StatusComplete {
+		t.Errorf("Processed = %d, second task %s; want 2 and COMPLETE", w.Processed(), second.Status)
+	}
+}

@@ -97,12 +97,21 @@ type Worker struct {
 	// arrive together in one round trip.
 	stores chan storeReq
 
-	// cmu guards claims, the number of tasks claimed so far (MaxTasks),
-	// by the fetch loop and by the storer's chained claims; claimCtx is
-	// Run's ctx: once it is done nothing more is claimed.
+	// cmu guards the count of claims (MaxTasks), made by the fetch loop
+	// and by the storer along with outcomes: claims made, and reserved
+	// for claims in flight. claimCtx is Run's ctx: once it is done nothing
+	// more is claimed. settled wakes a fetch loop that waits for
+	// reservations in flight to settle (MaxTasks reached with them).
 	cmu      sync.Mutex
 	claims   int
+	reserved int
 	claimCtx context.Context
+	settled  chan struct{}
+
+	// handingBack is set (under mu) when shutdown hands the running tasks
+	// back: a task claimed along with an outcome after that is handed
+	// back too, never started.
+	handingBack bool
 
 	qmu      sync.Mutex
 	queues   []string
@@ -166,7 +175,7 @@ func New(b *broker.Redis, opts Options) *Worker {
 	}
 	opts.Queues = slices.Clone(opts.Queues)
 	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[jobKey]*job{},
-		stores: make(chan storeReq)}
+		stores: make(chan storeReq), settled: make(chan struct{}, 1)}
 }
 
 func defaultWorkerID() string {
@@ -241,8 +250,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	var running sync.WaitGroup
 	finished := make(chan struct{}, 1) // a task finished (batch mode waits on it)
 	w.cmu.Lock()
-	w.claims, w.claimCtx = 0, ctx
+	w.claims, w.reserved, w.claimCtx = 0, 0, ctx
 	w.cmu.Unlock()
+	w.mu.Lock()
+	w.handingBack = false
+	w.mu.Unlock()
 	w.fetch(ctx, taskCtx, &running, finished)
 
 	done := make(chan struct{})
@@ -286,19 +298,8 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 				// A task may come back with the next one, claimed in the
 				// round trip that stored it: it runs in the same slot.
 				j, bad := cj.j, cj.bad
-				for {
-					next := w.execute(taskCtx, j, bad)
-					if next == nil {
-						break
-					}
-					if taskCtx.Err() != nil {
-						// Shutdown gave up on running tasks while this one
-						// was being claimed (a round trip longer than
-						// ShutdownTimeout): hand it back, do not start it.
-						w.handBackClaimed(context.WithoutCancel(taskCtx), next.Result.Queue, []broker.Claimed{*next})
-						break
-					}
-					j, bad = w.track(taskCtx, next.Result), next.Bad
+				for j != nil {
+					j, bad = w.execute(taskCtx, j, bad)
 				}
 				release()
 				select {
@@ -311,10 +312,9 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 	}
 	var bo backoff.Backoff
 	for ctx.Err() == nil {
-		if w.reserve(1) == 0 {
-			return // MaxTasks claimed
+		if w.allClaimed() {
+			return
 		}
-		w.unreserve(1)
 		// Take one free slot (waiting for it), then every other free one.
 		select {
 		case slots <- struct{}{}:
@@ -336,14 +336,20 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 			release()
 		}
 		if n == 0 {
-			continue // the storer claimed the last ones meanwhile
+			// MaxTasks is reached with the storer's claims in flight:
+			// wait for them to settle (they may come back empty).
+			select {
+			case <-w.settled:
+			case <-ctx.Done():
+			}
+			continue
 		}
 		qs, err := w.currentQueues(ctx)
 		var got []broker.Claimed
 		if err == nil {
 			got, err = w.b.Claim(ctx, qs, n, w.opts.LeaseDuration, w.opts.WorkerID)
 		}
-		w.unreserve(n - len(got))
+		w.settle(n, len(got))
 		for _, c := range got {
 			running.Add(1)
 			// A goroutine of the pool is free: each task holds a slot.
@@ -438,11 +444,34 @@ func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
 	return j
 }
 
+// adopt tracks c, a task the storer claimed along with an outcome, as
+// soon as it arrives (its lease is renewed from then on), unless shutdown
+// is handing the running tasks back: then c goes back to its queue
+// unstarted, and adopt returns nil. The check and the tracking are one
+// step under mu, which handBack takes to set handingBack, so c is either
+// among the tasks handBack returns or returned here.
+func (w *Worker) adopt(ctx context.Context, c *broker.Claimed) (*job, error) {
+	if c == nil {
+		return nil, nil
+	}
+	w.mu.Lock()
+	if !w.handingBack {
+		jctx, cancel := context.WithCancel(ctx)
+		j := &job{r: c.Result, ctx: jctx, cancel: cancel}
+		w.inflight[j.key()] = j
+		w.mu.Unlock()
+		return j, c.Bad
+	}
+	w.mu.Unlock()
+	w.handBackClaimed(context.WithoutCancel(ctx), c.Result.Queue, []broker.Claimed{*c})
+	return nil, nil
+}
+
 // execute runs one claimed task and stores its result. bad is set when the
 // stored task could not be decoded. It returns the next task to run in
-// the same slot, if one was claimed in the round trip that stored this
-// one's outcome.
-func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *broker.Claimed) {
+// the same slot (and its bad), if one was claimed in the round trip that
+// stored this one's outcome.
+func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *job, nextBad error) {
 	r := j.r
 	// Built only when a line is logged: a logger per task cost ~4% of a
 	// drain of no-op tasks.
@@ -456,6 +485,9 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *broker.C
 		w.mu.Unlock()
 	}()
 
+	if j.phase.Load() == phaseHandedBack {
+		return nil, nil // shutdown handed it back before it started
+	}
 	start := time.Now()
 	switch {
 	case bad != nil:
@@ -475,16 +507,18 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *broker.C
 	}
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		log().Info("task handed back to its queue at shutdown", "duration", time.Since(start))
-		return nil
+		return nil, nil
 	}
-	next, err := w.store(ctx, r)
+	c, err := w.store(ctx, r)
+	// Tracked before the hooks below run, so that its lease is renewed.
+	next, nextBad = w.adopt(ctx, c)
 	if err != nil {
 		if errors.Is(err, broker.ErrLeaseLost) {
 			log().Warn("task finished after its lease was lost; outcome discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
 		} else {
 			log().Error("task outcome not stored; it will run again when its lease expires", "err", err)
 		}
-		return next
+		return next, nextBad
 	}
 	w.processed.Add(1)
 	switch r.Status {
@@ -496,14 +530,14 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *broker.C
 		if w.opts.OnRetry != nil {
 			w.opts.OnRetry(ctx, r)
 		}
-		return next // not finished: no finished hook
+		return next, nextBad // not finished: no finished hook
 	default:
 		if w.log.Enabled(ctx, slog.LevelInfo) {
 			log().Info("task complete", "duration", time.Since(start))
 		}
 	}
 	task.Finished(ctx, r)
-	return next
+	return next, nextBad
 }
 
 // store writes the outcome of an attempt (the result, or the retry),
@@ -511,8 +545,10 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *broker.C
 // when the worker's task context ends.
 func (w *Worker) store(ctx context.Context, r *task.RawResult) (*broker.Claimed, error) {
 	var bo backoff.Backoff
-	for {
-		next, err := w.storeOnce(ctx, r) // a next task only with a final answer
+	// Only the first write asks for a next task: one that keeps failing
+	// must not claim (and hand back) a task on every try.
+	for chain := true; ; chain = false {
+		next, err := w.storeOnce(ctx, r, chain) // a next task only with a final answer
 		if err == nil || errors.Is(err, broker.ErrLeaseLost) || ctx.Err() != nil {
 			return next, err
 		}
@@ -524,11 +560,12 @@ func (w *Worker) store(ctx context.Context, r *task.RawResult) (*broker.Claimed,
 	}
 }
 
-// storeReq asks the storer to write the outcome r; the storer answers on
-// done (buffered).
+// storeReq asks the storer to write the outcome r, and with chain to
+// claim a next task along with it; the storer answers on done (buffered).
 type storeReq struct {
-	r    *task.RawResult
-	done chan storeResp
+	r     *task.RawResult
+	chain bool
+	done  chan storeResp
 }
 
 // storeResp is the storer's answer: the outcome's error, and the next task
@@ -539,10 +576,10 @@ type storeResp struct {
 }
 
 // storeOnce has the storer write r, once.
-func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult) (*broker.Claimed, error) {
+func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult, chain bool) (*broker.Claimed, error) {
 	done := make(chan storeResp, 1)
 	select {
-	case w.stores <- storeReq{r, done}:
+	case w.stores <- storeReq{r, chain, done}:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("store %s: %w", r.ID, ctx.Err())
 	}
@@ -551,23 +588,25 @@ func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult) (*broker.Clai
 }
 
 // handBackClaimed returns tasks claimed with outcomes that will not run
-// here (no slot took them, or shutdown is over) to their queue at once.
+// here (no slot took them, or shutdown is handing tasks back) to their
+// queue at once, and undoes their claims: they never started, so the
+// attempt is not theirs to lose.
 func (w *Worker) handBackClaimed(ctx context.Context, queue string, cs []broker.Claimed) {
 	rs := make([]*task.RawResult, len(cs))
 	for i, c := range cs {
 		rs[i] = c.Result
 	}
-	w.unreserve(len(rs))
+	w.settle(0, -len(rs))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := w.b.Requeue(ctx, queue, rs); err != nil {
+	if _, err := w.b.Unclaim(ctx, queue, rs); err != nil {
 		w.log.Warn("worker: cannot hand back tasks claimed with failed writes; they run again when their lease expires", "err", err, "tasks", len(rs))
 	}
 }
 
 // reserve takes up to n of the claims MaxTasks allows (all n without a
-// limit), none once Run's ctx is done. What is not claimed goes back with
-// unreserve.
+// limit), none once Run's ctx is done. The caller settles it once it knows
+// how many it claimed.
 func (w *Worker) reserve(n int) int {
 	w.cmu.Lock()
 	defer w.cmu.Unlock()
@@ -575,16 +614,30 @@ func (w *Worker) reserve(n int) int {
 		return 0
 	}
 	if w.opts.MaxTasks > 0 {
-		n = max(min(n, w.opts.MaxTasks-w.claims), 0)
+		n = max(min(n, w.opts.MaxTasks-w.claims-w.reserved), 0)
 	}
-	w.claims += n
+	w.reserved += n
 	return n
 }
 
-func (w *Worker) unreserve(n int) {
+// settle ends a reservation of n claims of which got were made (got < 0:
+// claims made earlier were undone).
+func (w *Worker) settle(n, got int) {
 	w.cmu.Lock()
-	w.claims -= n
+	w.reserved -= n
+	w.claims += got
 	w.cmu.Unlock()
+	select {
+	case w.settled <- struct{}{}:
+	default:
+	}
+}
+
+// allClaimed reports whether MaxTasks tasks have been claimed.
+func (w *Worker) allClaimed() bool {
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
+	return w.opts.MaxTasks > 0 && w.claims >= w.opts.MaxTasks
 }
 
 // chainQueue is the queue the storer claims the next tasks from along
@@ -633,10 +686,16 @@ func (w *Worker) storeLoop(stop, ctx context.Context) {
 		var n int
 		q := w.chainQueue()
 		if q != "" {
-			n = w.reserve(len(batch))
+			chain := 0
+			for _, req := range batch {
+				if req.chain {
+					chain++
+				}
+			}
+			n = w.reserve(chain)
 		}
 		errs, next, err := w.b.StoreAndClaim(ctx, rs, q, n, w.opts.LeaseDuration, w.opts.WorkerID)
-		w.unreserve(n - len(next))
+		w.settle(n, len(next))
 		if err != nil && n > 0 {
 			// The fetch loop claims once the slots are free.
 			w.log.Debug("worker: claim with stored outcomes failed", "err", err)
@@ -645,7 +704,7 @@ func (w *Worker) storeLoop(stop, ctx context.Context) {
 		// write failed is retried by its goroutine, which holds its slot.
 		for i, req := range batch {
 			resp := storeResp{err: errs[i]}
-			if len(next) > 0 && (errs[i] == nil || errors.Is(errs[i], broker.ErrLeaseLost)) {
+			if len(next) > 0 && req.chain && (errs[i] == nil || errors.Is(errs[i], broker.ErrLeaseLost)) {
 				resp.next = &next[0]
 				next = next[1:]
 			}
@@ -653,7 +712,7 @@ func (w *Worker) storeLoop(stop, ctx context.Context) {
 			batch[i] = storeReq{}
 		}
 		if len(next) > 0 {
-			w.handBackClaimed(ctx, q, next)
+			w.handBackClaimed(context.WithoutCancel(ctx), q, next)
 		}
 		clear(rs)
 	}
@@ -709,6 +768,9 @@ func (w *Worker) byQueue() map[string][]*job {
 func (w *Worker) handBack() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	w.mu.Lock()
+	w.handingBack = true // see adopt
+	w.mu.Unlock()
 	for q, jobs := range w.byQueue() {
 		var rs []*task.RawResult
 		for _, j := range jobs {
