@@ -203,6 +203,8 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..8] of enqueueScript
+	claim   []any // KEYS of claimScript
+	finish  []any // KEYS[1..6] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
 	co *coalescer
@@ -225,7 +227,9 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
 	}
-	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready}}
+	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready},
+		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready},
+		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done}}
 	b.kmu.Lock()
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}

@@ -124,7 +124,7 @@ func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Du
 	var out []Claimed
 	for n > 0 {
 		c := b.claimCall(queue, n, lease, workerID)
-		got, err := b.claimed(queue, b.run(ctx, c.script, c.keys, c.args...))
+		got, err := b.claimed(queue, b.runCall(ctx, c))
 		out = append(out, got...)
 		if err != nil || len(got) < min(n, maxClaimBatch) {
 			return out, err
@@ -136,9 +136,7 @@ func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Du
 
 // claimCall is the claim script call that takes up to n tasks of queue.
 func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID string) scriptCall {
-	k := b.keys(queue)
-	return scriptCall{op: "claim from " + queue, script: claimScript,
-		keys: []string{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready},
+	return scriptCall{op: "claim", script: claimScript, keys: b.queueKeys(queue).claim,
 		args: []any{min(n, maxClaimBatch), lease.Milliseconds(), workerID}}
 }
 
@@ -245,7 +243,8 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	cmds := make([]*redis.Cmd, len(calls))
 	pipe := b.rdb.Pipeline()
 	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		cmds[i] = c.cmd(ctx)
+		_ = pipe.Process(ctx, cmds[i])
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command below
 	for i, c := range cmds {
@@ -253,7 +252,7 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 			// Redis lost its script cache (a restart): the script did not
 			// run, so running it again (EVAL) is safe.
 			b.forgetScripts()
-			cmds[i] = b.run(ctx, calls[i].script, calls[i].keys, calls[i].args...)
+			cmds[i] = b.runCall(ctx, calls[i])
 		}
 	}
 	var got []Claimed
@@ -297,14 +296,41 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 // arguments are unpacked onto Lua's stack, which holds a few thousand.
 const maxFinishBatch = 128
 
-// scriptCall is one script to run for the results rs[idx...] of a Store,
-// with what it is for error messages.
+// scriptCall is one script to run (for the results rs[idx...] of a
+// Store), with what it is for error messages. Its keys are boxed, most of
+// them once per queue (queueKeys): go-redis' EvalSha boxes every key of
+// every call, which was a sixth of a worker's allocations.
 type scriptCall struct {
 	op     string
 	script *redis.Script
-	keys   []string
+	keys   []any // strings
 	args   []any
 	idx    []int
+}
+
+// shas are the boxed hashes of the scripts that run as scriptCalls.
+var shas = map[*redis.Script]any{
+	claimScript: claimScript.Hash(), finishScript: finishScript.Hash(), retryScript: retryScript.Hash(),
+}
+
+// cmd is c as an EVALSHA command, for a pipeline.
+func (c scriptCall) cmd(ctx context.Context) *redis.Cmd {
+	args := make([]any, 0, 3+len(c.keys)+len(c.args))
+	args = append(args, "evalsha", shas[c.script], len(c.keys))
+	args = append(args, c.keys...)
+	args = append(args, c.args...)
+	cmd := redis.NewCmd(ctx, args...)
+	cmd.SetFirstKeyPos(3) // as go-redis' EvalSha: Cluster routes by KEYS[1]
+	return cmd
+}
+
+// runCall runs c on its own (with EVAL if Redis lost the script).
+func (b *Redis) runCall(ctx context.Context, c scriptCall) *redis.Cmd {
+	keys := make([]string, len(c.keys))
+	for i, k := range c.keys {
+		keys[i], _ = k.(string)
+	}
+	return b.run(ctx, c.script, keys, c.args...)
 }
 
 // storeCalls prepares the script calls that store rs: a finish call per
@@ -314,7 +340,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 	var calls []scriptCall
 	open := map[string]int{} // queue → index in calls of its finish call being filled
 	for i, r := range rs {
-		k := b.keys(r.Queue)
+		qk := b.queueKeys(r.Queue)
 		switch {
 		case r.Status == task.StatusComplete || r.Status == task.StatusFailed:
 			var errBlob []byte
@@ -334,12 +360,13 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 			if !ok || len(calls[ci].idx) == maxFinishBatch {
 				ci = len(calls)
 				open[r.Queue] = ci
+				keys := make([]any, 0, len(qk.finish)+len(rs)-i)
 				calls = append(calls, scriptCall{op: "finish", script: finishScript,
-					keys: []string{k.running, k.tasks, k.errors, k.unique, k.failed, k.done},
+					keys: append(keys, qk.finish...),
 					args: []any{b.opts.ResultTTL.Milliseconds(), string(task.StatusFailed)}})
 			}
 			c := &calls[ci]
-			c.keys = append(c.keys, k.result(r.ID))
+			c.keys = append(c.keys, qk.result(r.ID))
 			c.args = append(c.args, r.ID, r.Attempts, string(r.Status), r.Value, errBlob, errsBlob)
 			c.idx = append(c.idx, i)
 		case r.Status == task.StatusNew:
@@ -353,7 +380,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
 			}
 			calls = append(calls, scriptCall{op: "retry", script: retryScript,
-				keys: []string{k.running, k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.errors, k.ready},
+				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready},
 				args: []any{r.ID, r.Attempts, at, errsBlob}, idx: []int{i}})
 		default:
 			errs[i] = fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
