@@ -600,7 +600,7 @@ func (w *Worker) handBackClaimed(ctx context.Context, queue string, cs []broker.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := w.b.Unclaim(ctx, queue, rs); err != nil {
-		w.log.Warn("worker: cannot hand back tasks claimed with failed writes; they run again when their lease expires", "err", err, "tasks", len(rs))
+		w.log.Warn("worker: cannot hand back tasks claimed along with outcomes; they run again when their lease expires", "err", err, "tasks", len(rs))
 	}
 }
 
