@@ -35,7 +35,7 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 //
 // Returns {'cancelled', value, finished_us, errors}, {'done', status} when
 // the task has finished, {'running'} or {'missing'}.
-var cancelScript = redis.NewScript(prelude + `
+var cancelScript = newScript(`
 -- The live task first: an id enqueued again after its first copy finished
 -- has both, and the live copy is the one to cancel (its result replaces
 -- the old one).
@@ -74,7 +74,7 @@ return {'cancelled', v, us, errs}
 //
 // Returns {'ok'}, {'status', status} for a result that is not FAILED,
 // {'live'} for an unfinished task, or {'missing'}.
-var retryFailedScript = redis.NewScript(prelude + `
+var retryFailedScript = newScript(`
 local r = redis.call('HMGET', KEYS[1], 't', 's', 'x')
 local live = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
 if not r[2] then
@@ -104,7 +104,7 @@ return {'ok'}
 //	ARGV[1] limit
 //
 // Returns the number of tasks removed (less than the limit: none are left).
-var purgeScript = redis.NewScript(prelude + `
+var purgeScript = newScript(`
 local n = tonumber(ARGV[1])
 local removed = 0
 local function drop(ids)
@@ -162,7 +162,7 @@ return n
 // Returns {now_us, ready, deferred, running, next id, next value, oldest
 // id, oldest value, failed, completed total, failed total, cancelled
 // total}, the ids and values ” when nothing is ready.
-var statsScript = redis.NewScript(prelude + `
+var statsScript = newScript(`
 local us = now_us()
 local out = {us, ready_count(KEYS[1], KEYS[7]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), '', '', '', ''}
 out[9] = redis.call('ZCOUNT', KEYS[5], '(' .. num(math.floor(tonumber(us) / 1000)), '+inf')
@@ -203,7 +203,7 @@ return out
 //
 // Returns {id1, value1, errors1, score1, ...}, the score ” for a task in
 // T:ready; a task that has no value is left out.
-var listScript = redis.NewScript(prelude + `
+var listScript = newScript(`
 local ids, scores = {}, {}
 if KEYS[4] then
   ids, scores = ready_page(KEYS[1], KEYS[4], tonumber(ARGV[1]), tonumber(ARGV[2]))
