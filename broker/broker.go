@@ -976,24 +976,16 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 	if len(queues) == 0 {
 		return nil, fmt.Errorf("%w: %s", task.ErrResultNotFound, id)
 	}
-	if err := b.loadScripts(ctx, getScript); err != nil {
-		return nil, err
-	}
-	pipe := b.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(queues))
+	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		cmds[i] = getScript.EvalSha(ctx, pipe, []string{k.tasks, k.running, k.result(id), k.delayed, k.errors}, id)
+		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors}, args: []any{id}}
 	}
-	_, _ = pipe.Exec(ctx) // errors are read per command below
+	cmds, err := b.pipelined(ctx, calls)
+	if err != nil {
+		return nil, err
+	}
 	for i, c := range cmds {
-		if e := c.Err(); e != nil && strings.HasPrefix(e.Error(), "NOSCRIPT") {
-			// Redis lost its script cache (a restart): a read is safe to
-			// run again, and Run falls back to EVAL.
-			b.forgetScripts()
-			k := b.keys(queues[i])
-			c = b.run(ctx, getScript, []string{k.tasks, k.running, k.result(id), k.delayed, k.errors}, id)
-		}
 		vals, err := c.Slice()
 		if errors.Is(err, redis.Nil) {
 			continue

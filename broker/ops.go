@@ -55,24 +55,17 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 // queues in the order of their best task. Other workers may claim in
 // between, so this is a best effort: a claim may then get fewer.
 func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []int, error) {
-	if err := b.loadScripts(ctx, peekScript); err != nil {
-		return nil, nil, fmt.Errorf("peek queues: %w", err)
-	}
-	pipe := b.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(queues))
+	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		cmds[i] = peekScript.EvalSha(ctx, pipe, []string{k.pending, k.ready, k.tasks}, n)
+		calls[i] = scriptCall{op: "peek", script: peekScript, keys: []any{k.pending, k.ready, k.tasks}, args: []any{n}}
 	}
-	_, _ = pipe.Exec(ctx) // errors are read per command below
+	cmds, err := b.pipelined(ctx, calls)
+	if err != nil {
+		return nil, nil, fmt.Errorf("peek queues: %w", err)
+	}
 	for i, c := range cmds {
-		if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
-			// Redis lost its script cache (a restart): read again with EVAL.
-			b.forgetScripts()
-			k := b.keys(queues[i])
-			cmds[i] = b.run(ctx, peekScript, []string{k.pending, k.ready, k.tasks}, n)
-		}
-		if err := cmds[i].Err(); err != nil {
+		if err := c.Err(); err != nil {
 			return nil, nil, fmt.Errorf("peek %s: %w", queues[i], err)
 		}
 	}
@@ -232,28 +225,14 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	if n > 0 {
 		calls = append(calls, b.claimCall(queue, n, lease, workerID))
 	}
-	if err := b.loadScripts(ctx, finishScript, retryScript, claimScript); err != nil {
+	cmds, err := b.pipelined(ctx, calls)
+	if err != nil {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = fmt.Errorf("store %s: %w", rs[i].ID, err)
 			}
 		}
 		return errs, nil, fmt.Errorf("claim from %s: %w", queue, err)
-	}
-	cmds := make([]*redis.Cmd, len(calls))
-	pipe := b.rdb.Pipeline()
-	for i, c := range calls {
-		cmds[i] = c.cmd(ctx)
-		_ = pipe.Process(ctx, cmds[i])
-	}
-	_, _ = pipe.Exec(ctx) // errors are read per command below
-	for i, c := range cmds {
-		if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
-			// Redis lost its script cache (a restart): the script did not
-			// run, so running it again (EVAL) is safe.
-			b.forgetScripts()
-			cmds[i] = b.runCall(ctx, calls[i])
-		}
 	}
 	var got []Claimed
 	var claimErr error
@@ -311,17 +290,53 @@ type scriptCall struct {
 // shas are the boxed hashes of the scripts that run as scriptCalls.
 var shas = map[*redis.Script]any{
 	claimScript: claimScript.Hash(), finishScript: finishScript.Hash(), retryScript: retryScript.Hash(),
+	peekScript: peekScript.Hash(), getScript: getScript.Hash(),
 }
 
 // cmd is c as an EVALSHA command, for a pipeline.
 func (c scriptCall) cmd(ctx context.Context) *redis.Cmd {
+	sha, ok := shas[c.script]
+	if !ok {
+		sha = c.script.Hash()
+	}
 	args := make([]any, 0, 3+len(c.keys)+len(c.args))
-	args = append(args, "evalsha", shas[c.script], len(c.keys))
+	args = append(args, "evalsha", sha, len(c.keys))
 	args = append(args, c.keys...)
 	args = append(args, c.args...)
 	cmd := redis.NewCmd(ctx, args...)
 	cmd.SetFirstKeyPos(3) // as go-redis' EvalSha: Cluster routes by KEYS[1]
 	return cmd
+}
+
+// pipelined runs calls in one round trip and returns their commands, each
+// read on its own. A call that met NOSCRIPT (Redis lost its script cache
+// in a restart: the script did not run, so running it again is safe) runs
+// again on its own, with EVAL if need be. The error is that of loading the
+// scripts beforehand, when nothing ran.
+func (b *Redis) pipelined(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+	var scripts []*redis.Script
+	for _, c := range calls {
+		if !slices.Contains(scripts, c.script) {
+			scripts = append(scripts, c.script)
+		}
+	}
+	if err := b.loadScripts(ctx, scripts...); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := b.rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.cmd(ctx)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command
+	for i, c := range cmds {
+		if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
+			b.forgetScripts()
+			cmds[i] = b.runCall(ctx, calls[i])
+		}
+	}
+	return cmds, nil
 }
 
 // runCall runs c on its own (with EVAL if Redis lost the script).
