@@ -436,11 +436,16 @@ func (w *Worker) idle(ctx context.Context, qs []string, finished chan struct{}) 
 // track registers a claimed task as in flight (its lease is renewed from
 // now on) and gives it a context of its own, cancelled if the lease is lost.
 func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.trackLocked(ctx, r)
+}
+
+// trackLocked is track with w.mu held.
+func (w *Worker) trackLocked(ctx context.Context, r *task.RawResult) *job {
 	jctx, cancel := context.WithCancel(ctx)
 	j := &job{r: r, ctx: jctx, cancel: cancel}
-	w.mu.Lock()
 	w.inflight[j.key()] = j
-	w.mu.Unlock()
 	return j
 }
 
@@ -456,9 +461,7 @@ func (w *Worker) adopt(ctx context.Context, c *broker.Claimed) (*job, error) {
 	}
 	w.mu.Lock()
 	if !w.handingBack {
-		jctx, cancel := context.WithCancel(ctx)
-		j := &job{r: c.Result, ctx: jctx, cancel: cancel}
-		w.inflight[j.key()] = j
+		j := w.trackLocked(ctx, c.Result)
 		w.mu.Unlock()
 		return j, c.Bad
 	}
