@@ -440,10 +440,10 @@ func TestCancelAfterLeaseLost(t *testing.T) {
 	}
 }
 
-// TestCancelIDEnqueuedAgain: an id enqueued again after its first copy
-// finished is cancelled (the live copy), not refused because of the old
-// result.
-func TestCancelIDEnqueuedAgain(t *testing.T) {
+// TestEnqueueAgainAfterFinishIsTheFinishedTask: an id enqueued again with
+// the same task after it finished is that finished task (nothing is
+// stored, Cancel finds it COMPLETE); with another task it is refused.
+func TestEnqueueAgainAfterFinishIsTheFinishedTask(t *testing.T) {
 	e := setup(t)
 	m := newMsg(t, "brokertest.cancel", "q", 0, 1)
 	e.enqueue(m)
@@ -454,15 +454,20 @@ func TestCancelIDEnqueuedAgain(t *testing.T) {
 	}
 	again := *m
 	e.enqueue(&again)
-	got, err := e.b.Cancel(e.ctx, m.ID)
-	if err != nil {
-		t.Fatalf("Cancel of the id's live copy: %v", err)
+	if !again.Existing {
+		t.Errorf("the same task again under its finished id: Existing = false")
 	}
-	if got.Status != task.StatusCancelled || e.get(m.ID).Status != task.StatusCancelled {
-		t.Errorf("after Cancel: returned %s, stored %s; want CANCELLED", got.Status, e.get(m.ID).Status)
+	other := *m
+	other.TaskName = "brokertest.other"
+	if err := e.b.Enqueue(e.ctx, &other); !errors.Is(err, task.ErrDuplicateID) {
+		t.Errorf("another task under the finished id: %v, want ErrDuplicateID", err)
+	}
+	var nc *task.NotCancellableError
+	if _, err := e.b.Cancel(e.ctx, m.ID); !errors.As(err, &nc) || nc.Status != task.StatusComplete {
+		t.Fatalf("Cancel = %v, want not cancellable: COMPLETE", err)
 	}
 	if c := e.count("q"); c.Pending != 0 {
-		t.Errorf("the cancelled copy is still pending: %+v", c)
+		t.Errorf("something was stored again: %+v", c)
 	}
 }
 

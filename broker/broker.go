@@ -275,12 +275,22 @@ type batch struct {
 	msgs   []*task.Message
 }
 
-// command is the batch's enqueue script call.
-func (q *batch) command(ctx context.Context) *redis.Cmd {
-	args := make([]any, 0, 4+len(q.keys.enqueue)+len(q.unique)+len(q.args)+len(q.uargs))
-	args = append(args, "evalsha", enqueueScript.Hash(), len(q.keys.enqueue)+len(q.unique))
+// command is the batch's enqueue script call: EVALSHA, or with eval the
+// script's text (after NOSCRIPT: a Redis that keeps losing its scripts
+// cannot fail it again).
+func (q *batch) command(ctx context.Context, eval bool) *redis.Cmd {
+	nkeys := len(q.keys.enqueue) + len(q.unique) + len(q.msgs)
+	args := make([]any, 0, 4+nkeys+len(q.args)+len(q.uargs))
+	if eval {
+		args = append(args, "eval", sources[enqueueScript], nkeys)
+	} else {
+		args = append(args, "evalsha", enqueueScript.Hash(), nkeys)
+	}
 	args = append(args, q.keys.enqueue...)
 	args = append(args, q.unique...)
+	for _, m := range q.msgs {
+		args = append(args, q.keys.result(m.ID))
+	}
 	args = append(args, len(q.msgs))
 	args = append(args, q.args...)
 	args = append(args, q.uargs...)
@@ -463,10 +473,10 @@ func (b *Redis) Enqueue(ctx context.Context, msg *task.Message) error {
 		select {
 		case <-w.done:
 		default:
-			return fmt.Errorf("enqueue 1 tasks: %w", context.Cause(ctx))
+			return &task.MaybeEnqueuedError{IDs: []string{msg.ID}, Err: fmt.Errorf("enqueue 1 tasks: %w", context.Cause(ctx))}
 		}
 	}
-	msg.DuplicateOf = w.msg.DuplicateOf
+	msg.DuplicateOf, msg.Existing = w.msg.DuplicateOf, w.msg.Existing
 	return w.err
 }
 
@@ -530,7 +540,7 @@ func (b *Redis) flush(ws []*waiter) {
 	ctx, cancel := sharedContext(ws)
 	err := b.EnqueueMany(ctx, msgs)
 	cancel()
-	if err != nil && len(ws) > 1 && (errors.Is(err, task.ErrInvalidTask) || strings.Contains(err.Error(), duplicateIDError)) {
+	if err != nil && len(ws) > 1 && (errors.Is(err, task.ErrInvalidTask) || errors.Is(err, task.ErrDuplicateID)) {
 		for _, w := range ws {
 			w.err = b.EnqueueMany(w.ctx, []*task.Message{&w.msg})
 			close(w.done)
@@ -629,7 +639,7 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 				}
 			}
 		}
-		m.DuplicateOf = ""
+		m.DuplicateOf, m.Existing = "", false
 		q.args = append(q.args, m.ID, m.Priority, at, env)
 		if m.Unique != nil {
 			h := uniqueHash(m.Unique)
@@ -639,9 +649,13 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 		}
 		q.msgs = append(q.msgs, m)
 	}
+	if err := ctx.Err(); err != nil {
+		// Nothing sent: certainly not stored.
+		return fmt.Errorf("enqueue %d tasks: %w", len(msgs), err)
+	}
 	var unconfirmed error
 	for retried := false; ; retried = true {
-		retry, notConfirmed, err := b.enqueue(ctx, batches, len(msgs))
+		retry, notConfirmed, err := b.enqueue(ctx, batches, len(msgs), retried)
 		if unconfirmed == nil {
 			unconfirmed = notConfirmed
 		}
@@ -652,12 +666,36 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 			return err
 		}
 		// Redis lost its script cache (a restart, SCRIPT FLUSH, a failover):
-		// those scripts did not run, so load them again and run them once
-		// more. The others ran, and if their replicas did not confirm them,
-		// the batch is not confirmed.
+		// those scripts did not run, so run them once more, with their
+		// text this time. The others ran, and if their replicas did not
+		// confirm them, the batch is not confirmed.
 		b.forgetScripts()
 		batches = retry
 	}
+}
+
+// enqueueError is the error of a batch's enqueue script call: a reply from
+// Redis means the script ran and wrote nothing (the duplicate-id refusal,
+// or an error before its first write); any other error (a connection
+// reset, a timeout, a cancelled context) may have come after Redis ran the
+// script, so the tasks may be stored: it wraps task.ErrMaybeEnqueued.
+func enqueueError(q *batch, err error) error {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		if id, ok := strings.CutPrefix(rerr.Error(), duplicateIDError); ok {
+			return fmt.Errorf("enqueue on %s: %w: %s", q.queue, task.ErrDuplicateID, id)
+		}
+		return fmt.Errorf("enqueue on %s: %w", q.queue, err)
+	}
+	return &task.MaybeEnqueuedError{IDs: batchIDs(q), Err: fmt.Errorf("enqueue on %s: %w", q.queue, err)}
+}
+
+func batchIDs(q *batch) []string {
+	ids := make([]string, len(q.msgs))
+	for i, m := range q.msgs {
+		ids[i] = m.ID
+	}
+	return ids
 }
 
 // enqueue runs the enqueue script for each of the batches in one pipeline
@@ -665,9 +703,11 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 // returns the batches whose script was unknown to Redis (NOSCRIPT). With
 // WaitReplicas, the pipeline ends with WAIT; if the replicas did not
 // confirm what was written, unconfirmed wraps ErrNotReplicated.
-func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int) (noScript []*batch, unconfirmed, err error) {
-	if err := b.loadScripts(ctx, enqueueScript); err != nil {
-		return nil, nil, err
+func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int, eval bool) (noScript []*batch, unconfirmed, err error) {
+	if !eval {
+		if err := b.loadScripts(ctx, enqueueScript); err != nil {
+			return nil, nil, err // nothing sent
+		}
 	}
 	var register []string
 	b.mu.Lock()
@@ -679,7 +719,7 @@ func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int) (noScr
 	b.mu.Unlock()
 	cmds := make([]*redis.Cmd, len(batches))
 	for i, q := range batches {
-		cmds[i] = q.command(ctx)
+		cmds[i] = q.command(ctx, eval)
 	}
 	var registered map[string]*redis.IntCmd
 	var pipes *pipelines
@@ -711,23 +751,22 @@ func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int) (noScr
 	// Every script that ran is read, even when another failed: its
 	// duplicates must be reported and its queue registered. Only the
 	// NOSCRIPT ones (they did not run) go back to the caller to retry.
-	var failed error
+	var failed []error
 	announce := false
 	for i, c := range cmds {
 		q := batches[i]
 		if e := c.Err(); e != nil {
 			if strings.HasPrefix(e.Error(), "NOSCRIPT") {
 				noScript = append(noScript, q)
-			} else if failed == nil {
-				failed = fmt.Errorf("enqueue on %s: %w", q.queue, e)
+			} else {
+				failed = append(failed, enqueueError(q, e))
 			}
 			continue
 		}
 		res, err := enqueueReply(c, q.msgs)
 		if err != nil {
-			if failed == nil {
-				failed = fmt.Errorf("enqueue on %s: %w", q.queue, err)
-			}
+			// It ran, and said something unexpected: it may have stored them.
+			failed = append(failed, &task.MaybeEnqueuedError{IDs: batchIDs(q), Err: fmt.Errorf("enqueue on %s: %w", q.queue, err)})
 			continue
 		}
 		sadd := registered[q.queue]
@@ -735,23 +774,22 @@ func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int) (noScr
 		case sadd != nil && sadd.Err() == nil:
 			announce = announce || sadd.Val() == 1
 			b.markKnown(q.queue)
-		case sadd == nil && res[1] == 1:
+		case sadd != nil:
+			// Stored, but not registered: enqueueing again registers it.
+			failed = append(failed, &task.MaybeEnqueuedError{IDs: batchIDs(q), Err: fmt.Errorf("enqueue on %s: register queue: %w", q.queue, sadd.Err())})
+		case res[1] == 1:
 			// The queue is new to Redis although this process registered
 			// it before: Redis lost its data (a restart without
 			// persistence, a flush, a failover). Register it again, or
 			// GetResult and "*" workers miss it.
-			again := b.newPipelines()
-			pipe, err := again.forKey(ctx, b.queueSet())
+			added, err := b.registerAgain(ctx, q.queue)
 			if err != nil {
-				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", q.queue, err)
+				failed = append(failed, &task.MaybeEnqueuedError{IDs: batchIDs(q), Err: err})
+				continue
 			}
-			sadd := pipe.SAdd(ctx, b.queueSet(), q.queue)
-			if err := again.exec(ctx); err != nil {
-				return nil, nil, fmt.Errorf("enqueue on %s: register queue: %w", q.queue, err)
-			}
-			announce = announce || sadd.Val() == 1
-			if r := again.replicated(); r != nil && unconfirmed == nil {
-				unconfirmed = fmt.Errorf("enqueue on %s: register queue: %w", q.queue, r)
+			announce = announce || added.added
+			if added.unconfirmed != nil && unconfirmed == nil {
+				unconfirmed = added.unconfirmed
 			}
 		}
 	}
@@ -764,13 +802,37 @@ func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int) (noScr
 		}
 	}
 	switch {
-	case failed != nil:
-		return nil, unconfirmed, failed
-	case len(noScript) > 0 || execErr != nil:
-		// NOSCRIPT (retried by the caller), or a registration that failed.
+	case len(failed) > 0:
+		return nil, unconfirmed, errors.Join(failed...)
+	case len(noScript) > 0:
 		return noScript, unconfirmed, fmt.Errorf("enqueue %d tasks: %w", total, execErr)
 	}
 	return nil, unconfirmed, nil
+}
+
+// registered is what registerAgain did.
+type registered struct {
+	added       bool  // the queue was not in the queue set
+	unconfirmed error // with WaitReplicas: the replicas did not confirm it
+}
+
+// registerAgain adds queue to the queue set, which Redis lost.
+func (b *Redis) registerAgain(ctx context.Context, queue string) (registered, error) {
+	again := b.newPipelines()
+	pipe, err := again.forKey(ctx, b.queueSet())
+	if err != nil {
+		return registered{}, fmt.Errorf("enqueue on %s: register queue: %w", queue, err)
+	}
+	sadd := pipe.SAdd(ctx, b.queueSet(), queue)
+	if err := again.exec(ctx); err != nil {
+		return registered{}, fmt.Errorf("enqueue on %s: register queue: %w", queue, err)
+	}
+	var r registered
+	r.added = sadd.Val() == 1
+	if e := again.replicated(); e != nil {
+		r.unconfirmed = fmt.Errorf("enqueue on %s: register queue: %w", queue, e)
+	}
+	return r, nil
 }
 
 // markKnown records that this process registered queue in the queue set.
@@ -781,7 +843,8 @@ func (b *Redis) markKnown(queue string) {
 }
 
 // enqueueReply reads the enqueue script's reply: it sets DuplicateOf on the
-// duplicates among msgs and returns {tasks stored, fresh}.
+// duplicates of unique tasks among msgs, Existing on those stored before,
+// and returns {tasks stored, fresh}.
 func enqueueReply(c *redis.Cmd, msgs []*task.Message) ([2]int64, error) {
 	var res [2]int64
 	vals, err := c.Slice()
@@ -802,7 +865,11 @@ func enqueueReply(c *redis.Cmd, msgs []*task.Message) ([2]int64, error) {
 		if err != nil || !ok || n < 1 || int(n) > len(msgs) {
 			return res, fmt.Errorf("unexpected duplicate in enqueue reply: %v, %v", vals[j], vals[j+1])
 		}
-		msgs[n-1].DuplicateOf = id
+		if m := msgs[n-1]; id == m.ID {
+			m.Existing = true // stored before: this is the same enqueue again
+		} else {
+			m.DuplicateOf = id
+		}
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -82,16 +83,24 @@ func TestEnqueueLoneDuplicateIDWritesNothing(t *testing.T) {
 		}
 		before := dump(t, rdb)
 		for _, deferred := range []bool{false, true} {
-			again := *first
-			if deferred {
-				again.RunAfter = time.Now().Add(time.Hour)
-			}
-			err := b.Enqueue(ctx, &again)
-			if err == nil || !strings.Contains(err.Error(), "duplicate task id "+first.ID) {
-				t.Fatalf("second Enqueue of %s (deferred %v) = %v, want a duplicate id error", first.ID, deferred, err)
-			}
-			if after := dump(t, rdb); after != before {
-				t.Fatalf("a refused Enqueue wrote something:\nbefore %s\nafter %s", before, after)
+			for _, sameTask := range []bool{false, true} {
+				again := *first
+				if deferred {
+					again.RunAfter = time.Now().Add(time.Hour)
+				}
+				if !sameTask {
+					again.Args = append(slices.Clone(again.Args), 0xc0)
+				}
+				err := b.Enqueue(ctx, &again)
+				switch {
+				case sameTask && (err != nil || !again.Existing):
+					t.Fatalf("the same task again under %s (deferred %v) = %v, existing %v; want the stored task", first.ID, deferred, err, again.Existing)
+				case !sameTask && (!errors.Is(err, task.ErrDuplicateID) || !strings.Contains(err.Error(), first.ID)):
+					t.Fatalf("another task under %s (deferred %v) = %v, want ErrDuplicateID", first.ID, deferred, err)
+				}
+				if after := dump(t, rdb); after != before {
+					t.Fatalf("an Enqueue of a taken id wrote something:\nbefore %s\nafter %s", before, after)
+				}
 			}
 		}
 	})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,9 +111,10 @@ func waiters(ctx context.Context, msgs ...*task.Message) []*waiter {
 	return ws
 }
 
-// A flush in which one task's id is already stored (which makes the
-// script write nothing) or given twice stores the others; only that
-// caller gets the error.
+// A flush in which one task's id is taken by a different task (which
+// makes the script write nothing), stored before or given earlier in the
+// flush, stores the others; only that caller gets ErrDuplicateID. The same
+// task under its own id again is no error: it is the stored task.
 func TestFlushIsolatesADuplicateID(t *testing.T) {
 	coalesceBackends(t, func(t *testing.T, b *Redis) {
 		ctx := context.Background()
@@ -123,18 +123,28 @@ func TestFlushIsolatesADuplicateID(t *testing.T) {
 			t.Fatal(err)
 		}
 		a, c := coalesceMsg("q", 1), coalesceMsg("q", 2)
-		ws := waiters(ctx, a, stored, c, a)
+		other := func(m *task.Message) *task.Message {
+			o := *m
+			o.Args = []byte("\xa5other")
+			return &o
+		}
+		again := *stored
+		ws := waiters(ctx, a, other(stored), c, other(a), &again)
 		b.flush(ws)
 		for i, w := range ws {
 			<-w.done
 			switch i {
 			case 0, 2:
-				if w.err != nil {
-					t.Errorf("waiter %d: %v", i, w.err)
+				if w.err != nil || w.msg.Existing {
+					t.Errorf("waiter %d: %v (existing %v), want stored", i, w.err, w.msg.Existing)
 				}
-			case 1, 3: // already stored: by an earlier call, by waiter 0
-				if w.err == nil || !strings.Contains(w.err.Error(), duplicateIDError) {
-					t.Errorf("waiter %d: %v, want a duplicate id error", i, w.err)
+			case 1, 3: // taken by another task: by an earlier call, by waiter 0
+				if !errors.Is(w.err, task.ErrDuplicateID) {
+					t.Errorf("waiter %d: %v, want ErrDuplicateID", i, w.err)
+				}
+			case 4:
+				if w.err != nil || !w.msg.Existing {
+					t.Errorf("waiter %d: %v (existing %v), want the stored task", i, w.err, w.msg.Existing)
 				}
 			}
 		}

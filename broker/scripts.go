@@ -67,8 +67,16 @@ import (
 // closure for each helper on every call: defining all of them cost each
 // call ~1.5 µs, more than a Redis command.
 func newScript(body string) *redis.Script {
-	return redis.NewScript(preludeFor(body) + body)
+	src := preludeFor(body) + body
+	s := redis.NewScript(src)
+	sources[s] = src
+	return s
 }
+
+// sources holds the text of each script made by newScript, for calls
+// that fall back to EVAL (go-redis' Script keeps its text to itself).
+// Written only while the package initialises.
+var sources = map[*redis.Script]string{}
 
 // helpers are prelude's top-level definitions: a line at column 0 that
 // starts with "local " begins one (with the comment lines just above it),
@@ -292,6 +300,36 @@ local function ready_page(pending, rlist, start, stop)
   z(math.max(c1, start - len), stop - len)
   return ids, scores
 end
+-- content is the part of an envelope that says which task it is: the
+-- task name and the arguments, the first two fields of its msgpack array
+-- (see appendEnvelope); an envelope it cannot read is all content.
+local function content(env)
+  if string.byte(env, 1) ~= 0x98 then return env end
+  local function len(at, n)
+    local l = 0
+    for i = at, at + n - 1 do l = l * 256 + (string.byte(env, i) or 0) end
+    return l
+  end
+  local b, pos = string.byte(env, 2), 0
+  if not b then return env end
+  if b >= 0xa0 and b <= 0xbf then pos = 3 + b - 0xa0
+  elseif b == 0xd9 then pos = 4 + len(3, 1)
+  elseif b == 0xda then pos = 5 + len(3, 2)
+  elseif b == 0xdb then pos = 7 + len(3, 4)
+  else return env end
+  b = string.byte(env, pos)
+  if b == 0xc0 then return string.sub(env, 1, pos) end
+  if b == 0xc4 then return string.sub(env, 1, pos + 1 + len(pos + 1, 1)) end
+  if b == 0xc5 then return string.sub(env, 1, pos + 2 + len(pos + 1, 2)) end
+  if b == 0xc6 then return string.sub(env, 1, pos + 4 + len(pos + 1, 4)) end
+  return env
+end
+-- same reports whether the stored task value v is the task of envelope
+-- env: the same name and arguments (an enqueue sent again).
+local function same(v, env)
+  local _, _, _, _, _, venv = parse(v)
+  return content(venv) == content(env)
+end
 -- release_unique deletes the T:unique entry (uniq) of task id, if it holds
 -- one: a script that ends an unfinished task calls it to free the memory.
 local function release_unique(uniq, id)
@@ -315,26 +353,35 @@ end
 // run_after. A unique task whose key is held (by an earlier task, or an
 // earlier one of the same call) is not stored: it is reported instead.
 //
+// It is safe to run twice (go-redis sends a command again when its reply
+// was lost): an id already taken by a task of the same name and arguments,
+// unfinished (T:tasks) or finished (its result), is that task. It is not
+// stored again and is reported as a duplicate of itself. An id taken by
+// a different task fails the call.
+//
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
-//	KEYS[7] unique  KEYS[8] ready  KEYS[9...] u:<h> of the unique tasks
+//	KEYS[7] unique  KEYS[8] ready  KEYS[9...] u:<h> of the unique tasks, then
+//	        the result key r:<id> of each task (the last n KEYS)
 //	ARGV[1] n, the number of tasks; then n groups of 4: id, priority,
 //	        run_after_ms (0: now), envelope; then a group of 4 for each
 //	        unique task: its task number (1-based), <h>, window_ms (0: until
 //	        it finishes) and the index in KEYS of its u:<h> key
 //
 // Returns {tasks stored, fresh, then pairs: task number (1-based), holder
-// id} for the duplicates. fresh is 1 when the queue's seq key did not
+// id} for the tasks not stored (the holder is the task's own id when it
+// was already stored). fresh is 1 when the queue's seq key did not
 // exist (a new queue, or a Redis that lost its data), so that the caller
 // registers the queue in the queue set again. Fails without writing
-// anything if an id already exists.
+// anything if an id is taken by a different task.
 //
 // The values and set entries are written at the end, with one command
 // per key for the whole call (in chunks: Lua's unpack takes at most a few
 // thousand values): a call per task and key cost Redis more than the
 // writes themselves. One task that is not unique (a plain Enqueue) takes
-// a shorter path, where HSETNX checks its id before anything is written.
+// a shorter path.
 var enqueueScript = newScript(`
 local n = tonumber(ARGV[1])
+local rk = #KEYS - n -- KEYS[rk + i] is the result key of task i
 local last = redis.call('GET', KEYS[4])
 local fresh = 0
 if not last then fresh = 1 end
@@ -344,9 +391,17 @@ local ms = now_ms()
 local function value(prio, s, env)
   return pack(0, prio, s, '0', '', env)
 end
+local function taken(id)
+  return redis.error_reply('gotasks: duplicate task id ' .. id)
+end
 if n == 1 and #ARGV == 5 then
   -- One task, not unique: the usual Enqueue, in as few commands as can be.
   local id, prio, at = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+  local done = redis.call('HGET', KEYS[rk + 1], 't')
+  if done then
+    if same(done, ARGV[5]) then return {0, fresh, 1, id} end
+    return taken(id)
+  end
   local seq = nil
   local v
   if at > ms then
@@ -356,7 +411,8 @@ if n == 1 and #ARGV == 5 then
     v = value(prio, seq, ARGV[5])
   end
   if redis.call('HSETNX', KEYS[1], id, v) == 0 then
-    return redis.error_reply('gotasks: duplicate task id ' .. id)
+    if same(redis.call('HGET', KEYS[1], id), ARGV[5]) then return {0, fresh, 1, id} end
+    return taken(id)
   end
   if seq then
     ready(KEYS[2], KEYS[8], id, prio, seq)
@@ -369,20 +425,43 @@ if n == 1 and #ARGV == 5 then
   end
   return {1, fresh}
 end
+-- bulk runs cmd on key for list, in chunks; it returns the replies of
+-- HMGET and the sum of the integer replies (EXISTS).
 local function bulk(cmd, key, list)
+  local all, sum = {}, 0
   for c = 1, #list, 1000 do
-    local r = redis.call(cmd, key, unpack(list, c, math.min(c + 999, #list)))
-    if cmd == 'HMGET' then
-      for j = 1, #r do
-        if r[j] then return list[c + j - 1] end
-      end
+    local r
+    if key then
+      r = redis.call(cmd, key, unpack(list, c, math.min(c + 999, #list)))
+    else
+      r = redis.call(cmd, unpack(list, c, math.min(c + 999, #list)))
+    end
+    if type(r) == 'table' then
+      for j = 1, #r do all[c + j - 1] = r[j] end
+    elseif type(r) == 'number' then
+      sum = sum + r
     end
   end
+  return all, sum
 end
-local ids = {}
-for i = 1, n do ids[i] = ARGV[4 * i - 2] end
-local dup = bulk('HMGET', KEYS[1], ids)
-if dup then return redis.error_reply('gotasks: duplicate task id ' .. dup) end
+-- Taken ids: each must be the same task sent again (then it is skipped),
+-- or the call fails before anything is written.
+local ids, rkeys = {}, {}
+for i = 1, n do
+  ids[i] = ARGV[4 * i - 2]
+  rkeys[i] = KEYS[rk + i]
+end
+local again = {}
+local live = bulk('HMGET', KEYS[1], ids)
+local _, finished = bulk('EXISTS', nil, rkeys)
+for i = 1, n do
+  local v = live[i]
+  if not v and finished > 0 then v = redis.call('HGET', rkeys[i], 't') end
+  if v then
+    if not same(v, ARGV[4 * i + 1]) then return taken(ids[i]) end
+    again[i] = true
+  end
+end
 local uniq = {}
 for j = 2 + 4 * n, #ARGV, 4 do uniq[tonumber(ARGV[j])] = j end
 -- stored: the ids of this call that are stored, whose values are only
@@ -407,7 +486,9 @@ for i = 1, n do
   local id, prio, at = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
   local dup = nil
   local u = uniq[i]
-  if u then
+  if again[i] then
+    dup = id
+  elseif u then
     local h, window, k = ARGV[u + 1], tonumber(ARGV[u + 2]), tonumber(ARGV[u + 3])
     dup = holder(h, KEYS[k])
     if not dup then
@@ -448,10 +529,10 @@ for i = 1, n do
     values[#values + 1] = value(prio, s, ARGV[j + 3])
   end
 end
-bulk('HSET', KEYS[1], values)
-bulk('ZADD', KEYS[2], zready)
-bulk('RPUSH', KEYS[8], lready)
-bulk('ZADD', KEYS[3], deferred)
+if #values > 0 then bulk('HSET', KEYS[1], values) end
+if #zready > 0 then bulk('ZADD', KEYS[2], zready) end
+if #lready > 0 then bulk('RPUSH', KEYS[8], lready) end
+if #deferred > 0 then bulk('ZADD', KEYS[3], deferred) end
 if seq then
   redis.call('SET', KEYS[4], num(seq))
   wake(KEYS[5])

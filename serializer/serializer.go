@@ -37,6 +37,9 @@ var encPool = sync.Pool{New: func() any {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
 	enc.SetCustomStructTag("json")
+	// The same arguments encode to the same bytes, maps included: an
+	// enqueue sent again under its id (task.WithID) is recognised by them.
+	enc.SetSortMapKeys(true)
 	return &pooledEncoder{buf: &buf, enc: enc}
 }}
 

@@ -98,6 +98,12 @@ type Message struct {
 	// error of Enqueue or EnqueueMany, so that it does not fail the rest of
 	// a batch.
 	DuplicateOf string
+	// Existing is set by the backend, instead of storing the message,
+	// when its id is already taken by a task of the same name and
+	// arguments: an enqueue sent again (WithID, or a request resent after
+	// its reply was lost). It is that task, not an error. A backend
+	// refuses an id taken by a different task with ErrDuplicateID.
+	Existing bool
 }
 
 // Limits are the execution rules that travel with a task to its worker

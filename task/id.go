@@ -52,18 +52,3 @@ func encodeULID(b [16]byte) string {
 	}
 	return string(out[:])
 }
-
-// ValidID reports whether id has the shape of an id made by NewID. Backends
-// use it to refuse junk before it reaches storage.
-func ValidID(id string) bool {
-	if len(id) != 26 || id[0] > '7' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z') || c == 'I' || c == 'L' || c == 'O' || c == 'U' {
-			return false
-		}
-	}
-	return true
-}

@@ -48,26 +48,23 @@ func TestNewIDSortsByTime(t *testing.T) {
 	}
 }
 
-func TestValidID(t *testing.T) {
+func TestValidIDAcceptsULIDsAndCallerIDs(t *testing.T) {
 	good := task.NewID()
 	cases := map[string]bool{
-		good:                            true,
-		"01ARZ3NDEKTSV4RRFFQ69G5FAV":    true, // the ULID spec's example
-		"7ZZZZZZZZZZZZZZZZZZZZZZZZZ":    true, // the largest ULID
-		"00000000000000000000000000":    true,
-		"":                              false,
-		good[:25]:                       false,
-		good + "0":                      false,
-		strings.ToLower(good):           false,
-		"8ZZZZZZZZZZZZZZZZZZZZZZZZZ":    false, // overflows 128 bits
-		"01ARZ3NDEKTSV4RRFFQ69G5FAI":    false, // I, L, O, U are not Crockford
-		"01ARZ3NDEKTSV4RRFFQ69G5FAL":    false,
-		"01ARZ3NDEKTSV4RRFFQ69G5FAO":    false,
-		"01ARZ3NDEKTSV4RRFFQ69G5FAU":    false,
-		"01ARZ3NDEKTSV4RRFFQ69G5FA-":    false,
-		"01ARZ3NDEKTSV4RRFFQ69G5FA/":    false,
-		"01ARZ3NDEKTSV4RRFFQ69G5FA\x00": false,
-		"01ARZ3NDEKTSV4RRFFQ69G5FÄ":     false, // 26 bytes, not 26 characters
+		good:                          true,
+		"01ARZ3NDEKTSV4RRFFQ69G5FAV":  true, // the ULID spec's example
+		strings.ToLower(good):         true, // a caller's id (WithID)
+		"order:1234-charge.v2_retry":  true,
+		"x":                           true,
+		strings.Repeat("a", 64):       true,
+		strings.Repeat("a", 65):       false, // over MaxIDLength
+		"":                            false,
+		"has space":                   false,
+		"a/b":                         false, // would be a path segment in the dashboard
+		"a\x00b":                      false,
+		"{tag}":                       false, // would change a Redis Cluster hash tag
+		"01ARZ3NDEKTSV4RRFFQ69G5FÄ":   false,
+		"01ARZ3NDEKTSV4RRFFQ69G5FA\n": false,
 	}
 	for id, want := range cases {
 		if got := task.ValidID(id); got != want {

@@ -34,6 +34,10 @@ type config struct {
 	runAfter time.Duration // relative delay, resolved at Enqueue
 	runAt    time.Time     // absolute time; wins over runAfter when set last
 	limits   Limits
+	// id is the caller's id (WithID); idSet tells an empty id given by
+	// mistake from none.
+	id    string
+	idSet bool
 
 	// Unique, UniqueKey and UniqueFor; the *Set flags tell an empty key or
 	// a zero window given by mistake from one not given at all.
@@ -246,6 +250,9 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 	if err != nil {
 		return nil, err
 	}
+	if t.cfg.idSet {
+		return nil, fmt.Errorf("enqueue %s: %w", t.name, invalid("WithID names one task: EnqueueMany gives each task an id of its own (enqueue again one by one WithID after ErrMaybeEnqueued)"))
+	}
 	ids := make([]string, len(args))
 	newIDs(ids, now)
 	msgs := make([]*Message, len(args))
@@ -294,6 +301,15 @@ func enqueued(ctx context.Context, b Backend, msg *Message) *RawResult {
 		}
 	}
 	raw := NewRawResult(msg, serializerOf(b))
+	if msg.Existing && b.Features().GetResult {
+		// The task stored under this id before: its own state, if it can
+		// be read (best effort: the handle with its id is what matters).
+		if r, err := b.GetResult(ctx, msg.ID); err == nil {
+			raw = r
+		}
+	}
+	// Also for an existing task: the call that stored it may have ended
+	// in an error (ErrMaybeEnqueued), and this is the call that succeeds.
 	emit(ctx, hookEnqueued, raw)
 	return raw
 }
@@ -327,6 +343,9 @@ func (c config) validate(b Backend) error {
 	if l.Timeout < 0 {
 		return invalid("Timeout %v is negative", l.Timeout)
 	}
+	if c.idSet && !ValidID(c.id) {
+		return invalid("id %q must be 1-%d characters of A-Z a-z 0-9 _ . : -", c.id, MaxIDLength)
+	}
 	return c.validateUnique(b)
 }
 
@@ -336,7 +355,11 @@ func (t *Task[A, R]) message(args A, now time.Time) (Backend, *Message, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := t.build(b, NewID(), args, now)
+	id := t.cfg.id
+	if !t.cfg.idSet {
+		id = NewID()
+	}
+	m, err := t.build(b, id, args, now)
 	return b, m, err
 }
 
