@@ -29,26 +29,31 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 // step, so that a worker either claimed it before (and the cancellation is
 // refused) or can never claim it.
 //
+// It is safe to run twice: the result keeps the call's token (field c),
+// and a call that finds its own token on a CANCELLED result (it was sent
+// again after its reply was lost) answers as the first time did.
+//
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
 //	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready
-//	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status
+//	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status  ARGV[4] token (unique per call)
 //
 // Returns {'cancelled', value, finished_us, errors}, {'done', status} when
 // the task has finished, {'running'} or {'missing'}.
 var cancelScript = newScript(`
--- The live task first: an id enqueued again after its first copy finished
--- has both, and the live copy is the one to cancel (its result replaces
--- the old one).
+-- The live task first: an id stored again after its first copy finished
+-- (possible with versions before enqueue refused a finished id) has both,
+-- and the live copy is the one to cancel (its result replaces the old one).
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then
-  local st = redis.call('HGET', KEYS[5], 's')
-  if st then return {'done', st} end
+  local r = redis.call('HMGET', KEYS[5], 's', 'c', 't', 'f', 'x')
+  if r[1] == ARGV[3] and r[2] == ARGV[4] then return {'cancelled', r[3], r[4], r[5] or ''} end
+  if r[1] then return {'done', r[1]} end
   return {'missing'}
 end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {'running'} end
 local us = now_us()
 local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
-redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs)
+redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs, 'c', ARGV[4])
 redis.call('PEXPIRE', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])
 release_unique(KEYS[7], ARGV[1])
@@ -252,7 +257,7 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
 	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready},
-		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled)).Slice()
+		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled), newToken()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
 	}

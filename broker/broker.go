@@ -100,8 +100,9 @@ type Redis struct {
 	owned bool // Close closes rdb
 
 	mu     sync.Mutex
-	known  map[string]bool // queues this process has registered in the queue set
-	scache map[string]bool // script SHAs known to be loaded
+	known  map[string]bool        // queues this process has registered in the queue set
+	scache map[string]bool        // script SHAs known to be loaded
+	unsure map[string]unsureClaim // by replay record: claims that got no reply
 
 	kmu    sync.RWMutex
 	kcache map[string]*queueKeys // see queueKeys
@@ -203,7 +204,7 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..8] of enqueueScript
-	claim   []any // KEYS of claimScript
+	claim   []any // KEYS[1..6] of claimScript
 	finish  []any // KEYS[1..6] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
@@ -967,14 +968,15 @@ func (p *pipelines) replicated() error {
 // pipelines can use EVALSHA (a pipeline cannot fall back to EVAL by itself).
 // Redis may forget scripts (SCRIPT FLUSH, a restart), so a NOSCRIPT error
 // clears the local memory of what is loaded.
+//
+// forgetScripts may clear the memory at any moment (another goroutine met
+// NOSCRIPT), so it is only read and written under mu, and made anew when
+// it is gone.
 func (b *Redis) loadScripts(ctx context.Context, scripts ...*redis.Script) error {
 	b.mu.Lock()
-	if b.scache == nil {
-		b.scache = map[string]bool{}
-	}
 	var missing []*redis.Script
 	for _, s := range scripts {
-		if !b.scache[s.Hash()] {
+		if !b.scache[s.Hash()] { // a nil map reads as empty
 			missing = append(missing, s)
 		}
 	}
@@ -984,6 +986,9 @@ func (b *Redis) loadScripts(ctx context.Context, scripts ...*redis.Script) error
 			return fmt.Errorf("load script: %w", err)
 		}
 		b.mu.Lock()
+		if b.scache == nil {
+			b.scache = map[string]bool{}
+		}
 		b.scache[s.Hash()] = true
 		b.mu.Unlock()
 	}

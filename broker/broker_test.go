@@ -426,9 +426,17 @@ func TestFinishComplete(t *testing.T) {
 		got.Attempts != 1 || got.Err != nil || got.TaskName != msg.TaskName || got.Queue != "q" {
 		t.Errorf("GetResult = %+v", got)
 	}
-	// A second Finish (a duplicate write) is refused.
-	if err := e.b.Finish(e.ctx, r); !errors.Is(err, broker.ErrLeaseLost) {
-		t.Errorf("second Finish = %v, want ErrLeaseLost", err)
+	// The same Finish again (sent again after its reply was lost) finds
+	// its own result: no error, the stored time. Another outcome for the
+	// same attempt is refused.
+	r.FinishedAt = time.Time{}
+	if err := e.b.Finish(e.ctx, r); err != nil || !r.FinishedAt.Equal(finished) {
+		t.Errorf("the same Finish again = %v, finished at %v; want nil, %v", err, r.FinishedAt, finished)
+	}
+	other := *r
+	other.Status, other.Err = task.StatusFailed, &task.Error{Message: "no"}
+	if err := e.b.Finish(e.ctx, &other); !errors.Is(err, broker.ErrLeaseLost) {
+		t.Errorf("another outcome of the finished attempt = %v, want ErrLeaseLost", err)
 	}
 	e.m.FastForward(broker.DefaultResultTTL - time.Second)
 	if _, err := e.b.GetResult(e.ctx, msg.ID); err != nil {

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -116,8 +118,10 @@ const maxClaimBatch = 1000
 func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
 	var out []Claimed
 	for n > 0 {
-		c := b.claimCall(queue, n, lease, workerID)
-		got, err := b.claimed(queue, b.runCall(ctx, c))
+		c := b.claimCall(queue, n, lease, workerID, laneClaim)
+		cmd := b.runCall(ctx, c)
+		b.claimDone(c, cmd.Err())
+		got, err := b.claimed(queue, cmd)
 		out = append(out, got...)
 		if err != nil || len(got) < min(n, maxClaimBatch) {
 			return out, err
@@ -127,10 +131,79 @@ func (b *Redis) claimOne(ctx context.Context, queue string, n int, lease time.Du
 	return out, nil
 }
 
+// The lanes of a worker's claims: each has its own replay record (see
+// claimScript), since a worker claims with Claim and, at the same time,
+// along with outcomes (StoreAndClaim). Concurrent claims on one lane (the
+// same worker id and queue) share the record: a lost reply of one of them
+// may then not be replayed, and its tasks wait for their lease to end.
+const (
+	laneClaim = "c"
+	laneStore = "s"
+)
+
 // claimCall is the claim script call that takes up to n tasks of queue.
-func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID string) scriptCall {
-	return scriptCall{op: "claim", script: claimScript, keys: b.queueKeys(queue).claim,
-		args: []any{min(n, maxClaimBatch), lease.Milliseconds(), workerID}}
+func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID, lane string) scriptCall {
+	n = min(n, maxClaimBatch)
+	qk := b.queueKeys(queue)
+	record := qk.tag + ":claim:" + workerID + ":" + lane
+	keys := make([]any, 0, len(qk.claim)+1)
+	keys = append(append(keys, qk.claim...), record)
+	return scriptCall{op: "claim", script: claimScript, keys: keys,
+		args: []any{n, lease.Milliseconds(), workerID, b.claimToken(record, n)}}
+}
+
+// unsureClaim is a claim call that ended without a reply: Redis may have
+// claimed tasks for it. The next claim on its lane sends its token again,
+// so that it gets those tasks (the script replays them).
+type unsureClaim struct {
+	token string
+	n     int
+}
+
+// maxUnsureClaims bounds the claims remembered for a replay (one per
+// queue, worker id and lane is the most a worker leaves).
+const maxUnsureClaims = 1024
+
+// claimToken returns the token of a claim of n tasks on the lane whose
+// replay record is record: the token of the lane's last claim if that
+// ended without a reply (and asked no more than n), so that the tasks it
+// may have claimed are delivered now; otherwise a new one.
+func (b *Redis) claimToken(record string, n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if u, ok := b.unsure[record]; ok {
+		delete(b.unsure, record)
+		if u.n <= n {
+			return u.token
+		}
+	}
+	return newToken()
+}
+
+// newToken returns a token that names one script call, so that the
+// script knows the call when it is sent again (64 random bits).
+func newToken() string {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+// claimDone notes how claim call c ended: an error that is not Redis'
+// reply (a reset, a timeout) leaves its tasks possibly claimed.
+func (b *Redis) claimDone(c scriptCall, err error) {
+	var rerr redis.Error
+	if err == nil || errors.As(err, &rerr) {
+		return
+	}
+	record, _ := c.keys[len(c.keys)-1].(string)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.unsure == nil {
+		b.unsure = map[string]unsureClaim{}
+	}
+	if len(b.unsure) < maxUnsureClaims {
+		b.unsure[record] = unsureClaim{token: c.args[3].(string), n: c.args[0].(int)}
+	}
 }
 
 // claimed reads the reply of a claim script call.
@@ -223,7 +296,7 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	errs := make([]error, len(rs))
 	calls := b.storeCalls(rs, errs)
 	if n > 0 {
-		calls = append(calls, b.claimCall(queue, n, lease, workerID))
+		calls = append(calls, b.claimCall(queue, n, lease, workerID, laneStore))
 	}
 	cmds, err := b.pipelined(ctx, calls)
 	if err != nil {
@@ -237,6 +310,7 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	var got []Claimed
 	var claimErr error
 	if n > 0 {
+		b.claimDone(calls[len(calls)-1], cmds[len(cmds)-1].Err())
 		got, claimErr = b.claimed(queue, cmds[len(cmds)-1])
 		cmds, calls = cmds[:len(cmds)-1], calls[:len(calls)-1]
 	}
@@ -395,7 +469,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
 			}
 			calls = append(calls, scriptCall{op: "retry", script: retryScript,
-				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready},
+				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready, qk.result(r.ID)},
 				args: []any{r.ID, r.Attempts, at, errsBlob}, idx: []int{i}})
 		default:
 			errs[i] = fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
@@ -550,9 +624,12 @@ type pop struct{ key, val string }
 
 // blockStepped blocks in short steps, for servers without CLIENT UNBLOCK
 // (miniredis, some proxies, users not allowed to run it): cancellation is
-// noticed soon and no command outlives the caller.
+// noticed soon and no command outlives the caller. Each step runs detached
+// (see detach): once ctx is done, the caller waits at most unblockWait for
+// the step to end (a token it pops then goes back to its list).
 func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duration) (pop, error) {
 	deadline := time.Now().Add(timeout)
+	rt := readTimeoutOf(c)
 	for {
 		if err := ctx.Err(); err != nil {
 			return pop{}, err
@@ -561,9 +638,19 @@ func blockStepped(ctx context.Context, c doer, ks []string, timeout time.Duratio
 		if step <= 0 {
 			return pop{}, nil
 		}
-		res, err := blpop(ctx, c, ks, step)
-		if p, err := blpopResult(ks, res, err); p.key != "" || err != nil {
-			return p, err
+		d := detach(ctx, c, step+rt, func(dctx context.Context) waitResult {
+			res, err := blpop(dctx, c, ks, step)
+			p, err := blpopResult(ks, res, err)
+			return waitResult{p: p, err: err}
+		})
+		select {
+		case r := <-d.done:
+			if r.p.key != "" || r.err != nil {
+				return r.p, r.err
+			}
+		case <-ctx.Done():
+			d.drop(unblockWait)
+			return pop{}, ctx.Err()
 		}
 	}
 }
@@ -602,7 +689,11 @@ func (b *Redis) blockCluster(ctx context.Context, c *redis.ClusterClient, ks []s
 			stop()
 		case r.p.key != "":
 			// Another wait won first: this token is someone else's.
-			c.RPush(context.WithoutCancel(ctx), r.p.key, r.p.val)
+			wait := readTimeoutOf(c)
+			if ctx.Err() != nil {
+				wait = unblockWait
+			}
+			pushBack(ctx, c, r.p, wait)
 		case r.err != nil && waitCtx.Err() == nil:
 			errs = append(errs, r.err)
 		}
@@ -666,76 +757,187 @@ const blockStep = 50 * time.Millisecond
 // promptly and leave no command or goroutine behind. supported is false
 // when the server does not know CLIENT ID or the user may not run CLIENT
 // UNBLOCK (it is in @admin): the caller then blocks in steps instead.
+//
+// The connection's commands run detached (see detach), and the caller
+// returns at most unblockWait after ctx is done even if Redis does not
+// answer at all (packets swallowed, the connection still open): it then
+// leaves the goroutine behind, which ends by itself within the wait's
+// timeout plus the client's read timeout, and pushes back a token it pops
+// meanwhile.
 func (b *Redis) blockInterruptible(ctx context.Context, c *redis.Client, ks []string, timeout time.Duration) (p pop, err error, supported bool) {
-	conn := c.Conn()
-	defer conn.Close()
-	id, err := conn.ClientID(ctx).Result()
-	if err != nil {
-		var rerr redis.Error
-		if errors.As(err, &rerr) {
-			return pop{}, nil, false // the server answered: it has no CLIENT ID
-		}
+	if err := ctx.Err(); err != nil {
 		return pop{}, fmt.Errorf("wait on %v: %w", ks, err), true
 	}
-	if !b.unblockAllowed.Load() {
-		// Once: may this user run CLIENT UNBLOCK (@admin)? Unblocking our
-		// own, idle connection is harmless and answers 0 if so. Finding out
-		// only when a wait must be ended would cost that wait its whole
-		// timeout.
-		if err := conn.ClientUnblock(ctx, id).Err(); err != nil {
+	ids := make(chan int64, 1) // the connection's id, once known
+	d := detach(ctx, c, timeout+readTimeoutOf(c), func(dctx context.Context) waitResult {
+		conn := c.Conn()
+		defer conn.Close()
+		id, err := conn.ClientID(dctx).Result()
+		if err != nil {
 			var rerr redis.Error
 			if errors.As(err, &rerr) {
-				return pop{}, nil, false // NOPERM
+				return waitResult{} // the server answered: it has no CLIENT ID
 			}
-			return pop{}, fmt.Errorf("wait on %v: %w", ks, err), true
+			return waitResult{err: fmt.Errorf("wait on %v: %w", ks, err), supported: true}
 		}
-		b.unblockAllowed.Store(true)
+		if !b.unblockAllowed.Load() {
+			// Once: may this user run CLIENT UNBLOCK (@admin)? Unblocking our
+			// own, idle connection is harmless and answers 0 if so. Finding out
+			// only when a wait must be ended would cost that wait its whole
+			// timeout.
+			if err := conn.ClientUnblock(dctx, id).Err(); err != nil {
+				var rerr redis.Error
+				if errors.As(err, &rerr) {
+					return waitResult{} // NOPERM
+				}
+				return waitResult{err: fmt.Errorf("wait on %v: %w", ks, err), supported: true}
+			}
+			b.unblockAllowed.Store(true)
+		}
+		ids <- id
+		if err := ctx.Err(); err != nil {
+			return waitResult{err: err, supported: true} // cancelled meanwhile: no BLPOP to end
+		}
+		res, err := blpop(dctx, conn, ks, timeout)
+		p, err := blpopResult(ks, res, err)
+		return waitResult{p: p, err: err, supported: true}
+	})
+	var id int64
+	haveID := false
+wait:
+	for {
+		select {
+		case r := <-d.done:
+			return r.p, r.err, r.supported
+		case id = <-ids:
+			haveID = true
+		case <-ctx.Done():
+			break wait
+		}
 	}
-	type reply struct {
-		res []string
-		err error
-	}
-	done := make(chan reply, 1)
-	go func() {
-		res, err := blpop(context.WithoutCancel(ctx), conn, ks, timeout)
-		done <- reply{res, err}
-	}()
-	select {
-	case r := <-done:
-		p, err := blpopResult(ks, r.res, r.err)
-		return p, err, true
-	case <-ctx.Done():
-	}
-	bg := context.WithoutCancel(ctx)
+	close(d.abandon) // from now on, a token it pops goes back to its list
 	// The BLPOP may not have reached Redis yet, and an unblock that comes
 	// first does nothing (the command would then wait out its timeout):
-	// unblock until it has ended. If Redis is unreachable, BLPOP fails or
-	// times out by itself.
-	var r reply
+	// unblock until it has ended, for at most unblockWait.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unblockWait)
+	defer cancel()
 	retry := time.NewTicker(5 * time.Millisecond)
 	defer retry.Stop()
-unblock:
+	supported = true
 	for {
-		if err := c.ClientUnblock(bg, id).Err(); err != nil {
-			var rerr redis.Error
-			if errors.As(err, &rerr) { // NOPERM: wait it out, once
-				supported = false
-				r = <-done
-				break unblock
+		if haveID && supported {
+			if err := c.ClientUnblock(uctx, id).Err(); err != nil {
+				var rerr redis.Error
+				if errors.As(err, &rerr) { // NOPERM: it ends at its timeout
+					supported = false
+				}
 			}
 		}
 		select {
-		case r = <-done:
-			supported = true
-			break unblock
+		case <-d.finished:
+			return pop{}, ctx.Err(), supported
+		case id = <-ids:
+			haveID = true
 		case <-retry.C:
+		case <-uctx.Done():
+			// Redis does not answer: left to end by itself (see detach).
+			return pop{}, ctx.Err(), supported
 		}
 	}
-	if r.err == nil && len(r.res) == 2 {
-		// Popped just before the unblock: give the token to someone else.
-		c.RPush(bg, r.res[0], r.res[1])
+}
+
+// unblockWait bounds how long a wait whose context is done waits for its
+// BLPOP to end. CLIENT UNBLOCK takes a round trip, a BLPOP step at most
+// blockStep, so only a network that does not answer makes it matter: the
+// caller (a worker or scheduler shutting down) must not wait for go-redis'
+// read timeout, and its retries, then.
+const unblockWait = 500 * time.Millisecond
+
+// waitResult is how the commands of one wait ended: what BLPOP popped (or
+// nothing), its error, and (blockInterruptible) whether the server
+// supports ending it with CLIENT UNBLOCK.
+type waitResult struct {
+	p         pop
+	err       error
+	supported bool
+}
+
+// detached is the commands of one wait, running in a goroutine of their own
+// (see detach). The caller either takes their result from done, or closes
+// abandon and takes none: then the goroutine pushes back a token it popped,
+// so that no wake-up is lost. finished is closed when the goroutine ends.
+type detached struct {
+	done     chan waitResult
+	abandon  chan struct{}
+	finished chan struct{}
+}
+
+// detach runs f, the commands of one wait, in a goroutine of their own,
+// with a context that ctx's cancellation does not reach but that ends
+// after bound (the wait's timeout plus the client's read timeout).
+// go-redis ends a command only at a deadline (its read timeout or the
+// context's), never when the context is cancelled: a network that swallows
+// packets would hold a caller running them itself until the read timeout,
+// and again for each of go-redis' retries. A caller that stops waiting for
+// the goroutine leaves it to end by itself, at the latest by bound.
+func detach(ctx context.Context, c doer, bound time.Duration, f func(dctx context.Context) waitResult) *detached {
+	d := &detached{done: make(chan waitResult), abandon: make(chan struct{}), finished: make(chan struct{})}
+	go func() {
+		defer close(d.finished)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+		defer cancel()
+		r := f(dctx)
+		select {
+		case d.done <- r:
+		case <-d.abandon:
+			// The caller left: this token is someone else's.
+			pushBack(ctx, c, r.p, bound)
+		}
+	}()
+	return d
+}
+
+// drop abandons d (a token it pops goes back to its list) and waits at most
+// wait for its goroutine to end; if Redis does not answer, it is left to
+// end by itself (see detach).
+func (d *detached) drop(wait time.Duration) {
+	close(d.abandon)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-d.finished:
+	case <-t.C:
 	}
-	return pop{}, ctx.Err(), supported
+}
+
+// pushBack returns p, a token popped for a wait that ended otherwise, to
+// its list, within wait.
+func pushBack(ctx context.Context, c doer, p pop, wait time.Duration) {
+	if p.key == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
+	defer cancel()
+	c.Do(ctx, "RPUSH", p.key, p.val)
+}
+
+// defaultReadTimeout is go-redis' read timeout when its options set none.
+const defaultReadTimeout = 5 * time.Second
+
+// readTimeoutOf returns c's read timeout (go-redis' default if c has none
+// or is not a client whose options say).
+func readTimeoutOf(c doer) time.Duration {
+	var rt time.Duration
+	switch c := c.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt <= 0 {
+		return defaultReadTimeout
+	}
+	return rt
 }
 
 // blpop runs BLPOP with a millisecond timeout: go-redis' BLPop rounds it to

@@ -225,8 +225,9 @@ func TestCancelAndPurgeReady(t *testing.T) {
 }
 
 // TestUnclaim: a task claimed and never started goes back to its place
-// with its claim undone (attempt, worker, start time), after an earlier
-// attempt as well; a claim the caller no longer holds is left alone.
+// with its delivery undone (worker, start time), after an earlier attempt
+// as well; the attempt number (the claim's fencing token) is never given
+// back; a claim the caller no longer holds is left alone.
 func TestUnclaim(t *testing.T) {
 	e := setup(t)
 	e.m.SetTime(base)
@@ -236,8 +237,8 @@ func TestUnclaim(t *testing.T) {
 	if n, err := e.b.Unclaim(e.ctx, "q", []*task.RawResult{ra}); err != nil || n != 1 {
 		t.Fatalf("Unclaim = %d, %v", n, err)
 	}
-	if g := e.get(a.ID); g.Status != task.StatusNew || g.Attempts != 0 || len(g.WorkerIDs) != 0 || !g.StartedAt.IsZero() {
-		t.Errorf("after Unclaim: %s, %d attempts, workers %v, started %v; want as enqueued", g.Status, g.Attempts, g.WorkerIDs, g.StartedAt)
+	if g := e.get(a.ID); g.Status != task.StatusNew || g.Attempts != 1 || !slices.Equal(g.WorkerIDs, []string{task.UndeliveredWorker}) || !g.StartedAt.IsZero() {
+		t.Errorf("after Unclaim: %s, %d attempts, workers %v, started %v; want NEW, 1 (kept), undelivered, not started", g.Status, g.Attempts, g.WorkerIDs, g.StartedAt)
 	}
 	// A second attempt claimed and undone leaves the first one's record.
 	ra = e.claim1("q", "w1", time.Minute)
@@ -251,8 +252,8 @@ func TestUnclaim(t *testing.T) {
 	if n, err := e.b.Unclaim(e.ctx, "q", []*task.RawResult{ra}); err != nil || n != 1 {
 		t.Fatalf("Unclaim = %d, %v", n, err)
 	}
-	if g := e.get(a.ID); g.Attempts != 1 || !slices.Equal(g.WorkerIDs, []string{"w1"}) {
-		t.Errorf("after undoing attempt 2: %d attempts, workers %v; want 1, [w1]", g.Attempts, g.WorkerIDs)
+	if g := e.get(a.ID); g.Attempts != 3 || !slices.Equal(g.WorkerIDs, []string{"-", "w1", "-"}) {
+		t.Errorf("after undoing attempt 3: %d attempts, workers %v; want 3, [- w1 -]", g.Attempts, g.WorkerIDs)
 	}
 	if n, err := e.b.Unclaim(e.ctx, "q", []*task.RawResult{ra}); err != nil || n != 0 {
 		t.Errorf("Unclaim of a claim no longer held = %d, %v; want 0", n, err)

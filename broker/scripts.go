@@ -16,7 +16,8 @@ import (
 // Per queue q (tag T = "{prefix:q}"):
 //
 //	T:tasks    hash    id → "<attempts> <priority> <seq> <started_us> <worker,ids>\n<envelope>"
-//	                   for every unfinished task (NEW, deferred or RUNNING)
+//	                   for every unfinished task (NEW, deferred or RUNNING); the
+//	                   workers, one per attempt, are '-' for a claim handed back unstarted
 //	T:ready    list    ready ids at priority 0 (the default), oldest (smallest seq) first
 //	T:pending  zset    ready ids at any other priority, score = (100-priority)·2^45 + seq:
 //	                   priority first, FIFO within it
@@ -548,15 +549,43 @@ return out
 // claimScript takes up to n ready tasks of one queue, highest priority
 // first, marks them RUNNING and gives them a lease.
 //
+// It is safe to run twice: the call's token and what it claimed are kept
+// in a replay record (one per worker and lane, see Claim), and a call
+// whose token the record holds returns those tasks again, those still
+// held by that claim, instead of taking more. A claim whose reply was lost
+// and sent again therefore delivers its tasks, rather than leaving them
+// RUNNING, held by no one, until their lease ends.
+//
 //	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors  KEYS[6] ready
-//	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id
+//	KEYS[7] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
+//	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id  ARGV[4] token (unique per call)
 //
 // Returns {now_us, id1, value1, errors1, id2, value2, errors2, ...} with the
-// updated values and the errors of earlier attempts (” if none).
+// updated values and the errors of earlier attempts (the empty string if none).
 // If ready tasks remain it leaves a wake token, so that another idle worker
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = newScript(`
 local n = tonumber(ARGV[1])
+local rec = redis.call('GET', KEYS[7])
+if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
+  -- The same call again: its tasks, if this claim still holds them.
+  local out, us = {}, nil
+  for f in string.gmatch(string.sub(rec, #ARGV[4] + 2), '%S+') do
+    if not us then
+      us = f
+      out[1] = us
+    else
+      local id, att = string.match(f, '^(.*)/(%d+)$')
+      local v = holds(KEYS[2], KEYS[3], id, att)
+      if v then
+        out[#out + 1] = id
+        out[#out + 1] = v
+        out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
+      end
+    end
+  end
+  return out
+end
 local ids = {}
 local function pop(k)
   local z = redis.call('ZPOPMIN', KEYS[1], k)
@@ -581,7 +610,7 @@ if #ids > 0 then
   -- One command per key for the whole batch, not per task.
   local vals = redis.call('HMGET', KEYS[3], unpack(ids))
   local errs = redis.call('HMGET', KEYS[5], unpack(ids))
-  local values, leases = {}, {}
+  local values, leases, record = {}, {}, {ARGV[4], us}
   for i, id in ipairs(ids) do
     local v = vals[i]
     if v then
@@ -593,11 +622,13 @@ if #ids > 0 then
       out[#out + 1] = id
       out[#out + 1] = v
       out[#out + 1] = errs[i] or ''
+      record[#record + 1] = id .. '/' .. string.match(v, '^%d+')
     end
   end
   if #values > 0 then
     redis.call('HSET', KEYS[3], unpack(values))
     redis.call('ZADD', KEYS[2], unpack(leases))
+    redis.call('SET', KEYS[7], table.concat(record, ' '), 'PX', ARGV[2])
   end
 end
 if redis.call('LLEN', KEYS[6]) > 0 or redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
@@ -659,7 +690,9 @@ return lost
 //
 // Returns for each task its finish time in unix µs, 0 when the lease was
 // lost, or -1 when its result key holds another type (nothing is written
-// for either). A task's unique key (if any) is
+// for either). A finish sent again after its reply was lost finds the
+// result it wrote (the same attempt and status) and returns its time: it
+// is safe to run twice. A task's unique key (if any) is
 // released by the HDEL from tasks; the release_unique calls only free the
 // T:unique entries' memory.
 //
@@ -686,7 +719,17 @@ for i = 1, n do
   -- running; an id given twice is finished once. (Nothing here may raise
   -- an error: Redis would keep the writes made for the tasks before.)
   local a = v and string.match(v, '^(%d+) ')
-  if a and leased[i] and not seen[id] and tonumber(a) == tonumber(ARGV[j + 1]) then
+  if not (a and leased[i] and tonumber(a) == tonumber(ARGV[j + 1])) and not seen[id] then
+    -- Not held: unless this very finish was already stored (the call is
+    -- sent again after its reply was lost). Only the holder of the
+    -- attempt writes a result under it.
+    local r = redis.pcall('HMGET', KEYS[6 + i], 't', 's', 'f')
+    if type(r) == 'table' and not r.err and r[1] and r[2] == ARGV[j + 2]
+        and tonumber(string.match(r[1], '^(%d+) ') or -1) == tonumber(ARGV[j + 1]) then
+      out[i] = r[3]
+      seen[id] = true
+    end
+  elseif a and leased[i] and not seen[id] then
     local st = ARGV[j + 2]
     -- pcall: a result key that holds another type (written by something
     -- else) fails this task alone, not the script.
@@ -727,14 +770,24 @@ return out
 // if this worker still holds its lease: back to pending at once, or to
 // delayed until run_after. The errors so far are kept for the result.
 //
+// It is safe to run twice: when the lease is not held, the retry may be
+// this very call's, whose reply was lost. The errors it stored then still
+// stand: in T:errors while the next attempt has not finished, in the
+// result's errors once it completed. Only the holder of the attempt writes
+// that list of errors (it ends with the attempt's own).
+//
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] pending  KEYS[4] delayed  KEYS[5] seq
-//	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors  KEYS[9] ready
+//	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors  KEYS[9] ready  KEYS[10] result
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] run_after_ms  ARGV[4] errors of every failed attempt
 //
 // Returns 1, or 0 when the lease was lost.
 var retryScript = newScript(`
 local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
-if not v then return 0 end
+if not v then
+  if ARGV[4] ~= '' and (redis.call('HGET', KEYS[8], ARGV[1]) == ARGV[4]
+      or redis.call('HGET', KEYS[10], 'x') == ARGV[4]) then return 1 end
+  return 0
+end
 local ms = now_ms()
 local at = tonumber(ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -755,9 +808,13 @@ return 1
 
 // requeueScript hands running tasks straight back to their queue, at their
 // original place (graceful shutdown), if this worker still holds them.
-// With undo, the claim itself is undone as well: the attempt it counted,
-// the worker it added and (for a first attempt) the start time, for tasks
-// claimed that never started.
+// With undo, for tasks claimed that never started, the claim's delivery is
+// undone as well: the worker it added becomes '-' (no delivery; the list
+// stays one entry per attempt) and, when no attempt was delivered, the
+// start time is cleared. The attempt number stays: it is the fencing
+// token of that claim, and giving it back would let a later claim hold the
+// same token as a claim this one raced with (an unclaim sent twice, after
+// another worker claimed the task in between).
 //
 //	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready
 //	ARGV[1] undo (1 or 0), then pairs: id, attempt
@@ -770,11 +827,11 @@ for i = 2, #ARGV, 2 do
   if v then
     local a, p, s, st, w, env = parse(v)
     redis.call('ZREM', KEYS[1], ARGV[i])
-    if ARGV[1] == '1' and a > 0 then
+    if ARGV[1] == '1' and w ~= '' then
       local cut = string.find(w, ',[^,]*$')
-      if cut then w = string.sub(w, 1, cut - 1) else w = '' end
-      if a == 1 then st = '0' end
-      redis.call('HSET', KEYS[3], ARGV[i], pack(a - 1, p, s, st, w, env))
+      if cut then w = string.sub(w, 1, cut) .. '-' else w = '-' end
+      if not string.find(w, '[^-,]') then st = '0' end
+      redis.call('HSET', KEYS[3], ARGV[i], pack(a, p, s, st, w, env))
     end
     items[#items + 1] = {ARGV[i], p, s}
   end

@@ -48,6 +48,11 @@ func (e *MaybeEnqueuedError) Error() string {
 // Unwrap makes errors.Is match ErrMaybeEnqueued and the cause.
 func (e *MaybeEnqueuedError) Unwrap() []error { return []error{ErrMaybeEnqueued, e.Err} }
 
+// UndeliveredWorker stands in WorkerIDs for an attempt whose claim was
+// handed back before it started (a worker that claimed it shut down): the
+// attempt number is used up, the task did not run.
+const UndeliveredWorker = "-"
+
 // MaxIDLength is the longest id WithID accepts.
 const MaxIDLength = 64
 

@@ -10,16 +10,20 @@ import (
 // Result is a typed handle on an enqueued task and, once it has finished,
 // its return value (django-tasks' TaskResult).
 type Result[R any] struct {
-	ID          string
-	TaskName    string
-	Status      Status
-	Priority    int
-	Queue       string
-	Backend     string
-	EnqueuedAt  time.Time
-	RunAfter    time.Time // zero when not deferred
-	StartedAt   time.Time // zero until started
-	FinishedAt  time.Time // zero until finished
+	ID         string
+	TaskName   string
+	Status     Status
+	Priority   int
+	Queue      string
+	Backend    string
+	EnqueuedAt time.Time
+	RunAfter   time.Time // zero when not deferred
+	StartedAt  time.Time // zero until started
+	FinishedAt time.Time // zero until finished
+	// Attempts counts the claims of the task (each attempt number is used
+	// once: it fences the attempt's outcome); WorkerIDs holds the worker
+	// of each attempt, UndeliveredWorker for a claim handed back before
+	// it started (a worker shutting down).
 	Attempts    int
 	WorkerIDs   []string
 	Err         *Error   // non-nil only when Status == StatusFailed

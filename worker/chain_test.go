@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,7 +131,8 @@ func (h *finishesOf) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // TestFailingWriteClaimsNoNextTask: an outcome whose write keeps failing
 // (its result key holds a string) is retried, and its retries claim no
 // next task. The next task, claimed once with the first try and handed
-// back, keeps no trace of that claim: not an attempt, not a worker.
+// back, keeps no delivery of that claim: its attempt number is used up
+// (never reused, it fences), its worker is task.UndeliveredWorker.
 func TestFailingWriteClaimsNoNextTask(t *testing.T) {
 	e := setup(t)
 	x := must[*task.Result[int]](t)(addTask.Enqueue(e.ctx, [2]int{1, 2}))
@@ -144,8 +146,8 @@ func TestFailingWriteClaimsNoNextTask(t *testing.T) {
 	waitFor(t, "three tries to store x", func() bool { return hook.n.Load() >= 3 })
 	stop()
 	r := e.get(y.ID)
-	if r.Status != task.StatusNew || r.Attempts != 0 || len(r.WorkerIDs) != 0 || !r.StartedAt.IsZero() {
-		t.Errorf("y: %s, %d attempts, workers %v, started %v; want NEW and untouched", r.Status, r.Attempts, r.WorkerIDs, r.StartedAt)
+	if r.Status != task.StatusNew || r.Attempts != 1 || !slices.Equal(r.WorkerIDs, []string{task.UndeliveredWorker}) || !r.StartedAt.IsZero() {
+		t.Errorf("y: %s, %d attempts, workers %v, started %v; want NEW, 1 undelivered claim, not started", r.Status, r.Attempts, r.WorkerIDs, r.StartedAt)
 	}
 }
 
