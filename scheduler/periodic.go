@@ -45,7 +45,8 @@ type Entry struct {
 	spec     string
 	sched    cron.Schedule
 	grace    time.Duration
-	enqueue  func(ctx context.Context) (id string, err error)
+	// enqueue enqueues the task under id, the tick's (see tickID).
+	enqueue func(ctx context.Context, id string) error
 }
 
 // PeriodicOption changes an Entry; pass it to Periodic or NewEntry.
@@ -121,12 +122,9 @@ func NewEntry[A, R any](t *task.Task[A, R], spec string, args A, opts ...Periodi
 	}
 	return &Entry{
 		name: name, taskName: t.Name(), spec: spec, sched: sched, grace: c.grace,
-		enqueue: func(ctx context.Context) (string, error) {
-			r, err := t.Enqueue(ctx, args)
-			if err != nil {
-				return "", err
-			}
-			return r.ID, nil
+		enqueue: func(ctx context.Context, id string) error {
+			_, err := t.Using(task.WithID(id)).Enqueue(ctx, args)
+			return err
 		},
 	}, nil
 }
@@ -300,16 +298,26 @@ func (s *Scheduler) runEntry(ctx context.Context, e *Entry) {
 	}
 }
 
+// tickID is the id of e's task for tick: the same in every scheduler, so
+// that enqueueing it again (a retry after an error, or a request go-redis
+// sent again after its reply was lost) finds the task already stored
+// instead of storing a second one (see task.WithID).
+func tickID(e *Entry, tick time.Time) string {
+	sum := sha256.Sum256([]byte(e.name))
+	return fmt.Sprintf("tick:%s:%d", hex.EncodeToString(sum[:10]), tick.Unix())
+}
+
 // fire enqueues e's task for tick unless another scheduler has: the first
-// to SET the tick's key (NX) enqueues. Errors are retried until the tick is
-// older than the grace. A scheduler that dies between its SET and its
-// enqueue loses the tick: at most once, rather than twice.
+// to SET the tick's key (NX) enqueues, under the tick's own id (tickID).
+// Errors are retried until the tick is older than the grace. A scheduler
+// that dies between its SET and its enqueue loses the tick: at most once,
+// rather than twice.
 func (s *Scheduler) fire(ctx context.Context, e *Entry, tick time.Time) {
 	key := fmt.Sprintf("%s:periodic:%s:%d", s.b.Options().Prefix, e.name, tick.Unix())
 	var bo backoff.Backoff
 	claimed := false
 	for attempt := 0; ; attempt++ {
-		id, won, err := s.fireOnce(ctx, e, key, claimed, attempt > 0)
+		id, won, err := s.fireOnce(ctx, e, key, tickID(e, tick), claimed)
 		claimed = claimed || won
 		switch {
 		case err == nil && !won:
@@ -317,6 +325,11 @@ func (s *Scheduler) fire(ctx context.Context, e *Entry, tick time.Time) {
 			return
 		case err == nil:
 			s.log.Info("scheduler: enqueued periodic task", "entry", e.name, "task", e.taskName, "tick", tick, "id", id)
+			return
+		case errors.Is(err, task.ErrDuplicateID):
+			// Another version of the entry (other arguments under the same
+			// EntryName) enqueued this tick.
+			s.log.Warn("scheduler: periodic tick enqueued with other arguments by another scheduler", "entry", e.name, "tick", tick, "err", err)
 			return
 		case errors.Is(err, task.ErrInvalidTask):
 			// Would fail the same way on every retry and in every scheduler.
@@ -335,18 +348,19 @@ func (s *Scheduler) fire(ctx context.Context, e *Entry, tick time.Time) {
 }
 
 // fireOnce claims the tick's key (unless already claimed) and enqueues the
-// task if this scheduler holds the claim.
-func (s *Scheduler) fireOnce(ctx context.Context, e *Entry, key string, claimed, retry bool) (id string, won bool, err error) {
+// task under id if this scheduler holds the claim.
+func (s *Scheduler) fireOnce(ctx context.Context, e *Entry, key, id string, claimed bool) (string, bool, error) {
 	if !claimed {
 		ctx, cancel := context.WithTimeout(ctx, fireTimeout)
 		defer cancel()
 		rdb := s.b.Client()
-		won, err = rdb.SetNX(ctx, key, s.id, e.grace+keyMargin).Result()
+		won, err := rdb.SetNX(ctx, key, s.id, e.grace+keyMargin).Result()
 		if err != nil {
 			return "", false, fmt.Errorf("claim %s: %w", key, err)
 		}
-		if !won && retry {
-			// The previous attempt's SET may have succeeded with its reply lost.
+		if !won {
+			// Our own SET may have run with its reply lost: go-redis sends
+			// it again, and the second run finds the key set, by us.
 			owner, err := rdb.Get(ctx, key).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return "", false, fmt.Errorf("read claim %s: %w", key, err)
@@ -361,8 +375,7 @@ func (s *Scheduler) fireOnce(ctx context.Context, e *Entry, key string, claimed,
 	// the scheduler is being stopped, or no one will.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fireTimeout)
 	defer cancel()
-	id, err = e.enqueue(ctx)
-	if err != nil {
+	if err := e.enqueue(ctx, id); err != nil {
 		return "", true, fmt.Errorf("enqueue periodic %s: %w", e.name, err)
 	}
 	return id, true, nil
