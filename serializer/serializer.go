@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -37,9 +38,6 @@ var encPool = sync.Pool{New: func() any {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
 	enc.SetCustomStructTag("json")
-	// The same arguments encode to the same bytes, maps included: an
-	// enqueue sent again under its id (task.WithID) is recognised by them.
-	enc.SetSortMapKeys(true)
 	return &pooledEncoder{buf: &buf, enc: enc}
 }}
 
@@ -77,6 +75,9 @@ func (Msgpack) Marshal(v any) (out []byte, err error) {
 	// rather than in the worker.
 	if err := CheckMsgpack(pe.buf.Bytes()); err != nil {
 		return nil, fmt.Errorf("msgpack: encode %T: %w", v, err)
+	}
+	if t := reflect.TypeOf(v); t != nil && mayHoldMap(t) {
+		return canonical(pe.buf.Bytes()), nil // see canonical.go
 	}
 	return bytes.Clone(pe.buf.Bytes()), nil
 }
