@@ -317,3 +317,39 @@ func TestScriptFlushNeverFailsACall(t *testing.T) {
 		t.Errorf("a call failed while Redis flushed its scripts: %v", err)
 	}
 }
+
+// TestEnqueueWithoutAnswerIsMaybeEnqueued: an enqueue whose request went
+// out and got no answer (Redis stopped) may be stored: its error wraps
+// ErrMaybeEnqueued and names the id, and enqueueing it again once Redis
+// answers stores it once. An enqueue that never went out does not.
+func TestEnqueueWithoutAnswerIsMaybeEnqueued(t *testing.T) {
+	s := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		Addr: s.Addr(), ReadTimeout: 100 * time.Millisecond, MaxRetries: 1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	b := broker.New(rdb, broker.Options{})
+	ctx := context.Background()
+	if err := b.Enqueue(ctx, newMsg(t, "brokertest.maybe", "q", 0, 0)); err != nil {
+		t.Fatal(err) // scripts loaded, queue registered
+	}
+	m := newMsg(t, "brokertest.maybe", "q", 0, 1)
+	s.Pause()
+	err := b.Enqueue(ctx, m)
+	s.Resume()
+	var me *task.MaybeEnqueuedError
+	if !errors.Is(err, task.ErrMaybeEnqueued) || !errors.As(err, &me) || !slices.Equal(me.IDs, []string{m.ID}) {
+		t.Fatalf("Enqueue with no answer = %v; want ErrMaybeEnqueued naming %s", err, m.ID)
+	}
+	again := *m
+	if err := b.Enqueue(ctx, &again); err != nil {
+		t.Fatalf("Enqueue again = %v", err)
+	}
+	if n := rdb.HLen(ctx, "{gotasks:q}:tasks").Val(); n != 2 {
+		t.Errorf("%d tasks stored, want 2 (the first, and m once)", n)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.Enqueue(done, newMsg(t, "brokertest.maybe", "q", 0, 2)); err == nil || errors.Is(err, task.ErrMaybeEnqueued) {
+		t.Errorf("Enqueue with a cancelled context = %v; want an error that is certain", err)
+	}
+}
