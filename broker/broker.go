@@ -37,11 +37,10 @@ var ErrLeaseLost = errors.New("gotasks: lease lost")
 // and will run; what is not known is whether they would survive a failover
 // that happened before the master replicated them.
 //
-// Retrying after this error can make a task run twice: the first copy is
-// already queued, and task.Enqueue gives the retry a new id. (The same
-// message enqueued again is refused as a duplicate id only while the first
-// copy is unfinished.) Retry only tasks that are safe to run twice, or
-// treat the error as "stored, durability unknown".
+// Retrying after this error with a new id can make a task run twice: the
+// first copy is already queued. Enqueueing again under the same id
+// (task.WithID) stores nothing more while the first copy is unfinished or
+// its result is kept; or treat the error as "stored, durability unknown".
 var ErrNotReplicated = errors.New("gotasks: stored on the Redis master but not confirmed by its replicas")
 
 // Options configures the Redis backend. The zero value is usable.

@@ -46,10 +46,11 @@ type Uniqueness struct {
 // finished (COMPLETE or FAILED; a retry does not finish it). Use
 // EnqueueOrGet to get the first task's result instead of the error.
 //
-// "The same arguments" means the same encoded bytes, so arguments must
-// encode the same way every time: structs, slices and scalars do, maps do
-// not (their order varies); use UniqueKey for those. Uniqueness is per
-// queue and per backend: the same task on another queue is not a duplicate.
+// "The same arguments" means the same encoded bytes. The serializers
+// encode the same value the same way every time, maps included (msgpack
+// and JSON both write map entries in key order); a custom serializer
+// must too, or use UniqueKey. Uniqueness is per queue and per backend:
+// the same task on another queue is not a duplicate.
 func Unique() Option { return func(c *config) { c.unique = true } }
 
 // UniqueKey is Unique with an explicit key instead of the arguments: tasks
