@@ -73,13 +73,17 @@ return {'cancelled', v, us, errs}
 // far are kept (the worker's count of lost deliveries stays right), its
 // result is dropped.
 //
+// It is safe to run twice: it leaves a short-lived mark of the call's
+// token (KEYS[9]), and a call that finds its mark answers 'ok' again.
+//
 //	KEYS[1] result  KEYS[2] tasks  KEYS[3] pending  KEYS[4] seq  KEYS[5] wake  KEYS[6] errors
-//	KEYS[7] failed  KEYS[8] ready
+//	KEYS[7] failed  KEYS[8] ready  KEYS[9] the call's mark, {P:q}:retried:<token>
 //	ARGV[1] id  ARGV[2] the FAILED status
 //
 // Returns {'ok'}, {'status', status} for a result that is not FAILED,
 // {'live'} for an unfinished task, or {'missing'}.
 var retryFailedScript = newScript(`
+if redis.call('EXISTS', KEYS[9]) == 1 then return {'ok'} end
 local r = redis.call('HMGET', KEYS[1], 't', 's', 'x')
 local live = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
 if not r[2] then
@@ -98,6 +102,7 @@ ready(KEYS[3], KEYS[8], ARGV[1], p, seq)
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 wake(KEYS[5])
+redis.call('SET', KEYS[9], '1', 'PX', 60000)
 return {'ok'}
 `)
 
@@ -299,7 +304,7 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
 	k := b.keys(q)
-	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready},
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready, k.tag + ":retried:" + newToken()},
 		id, string(task.StatusFailed)).StringSlice()
 	if err != nil {
 		return fmt.Errorf("retry %s in %s: %w", id, q, err)

@@ -353,3 +353,33 @@ func TestEnqueueWithoutAnswerIsMaybeEnqueued(t *testing.T) {
 		t.Errorf("Enqueue with a cancelled context = %v; want an error that is certain", err)
 	}
 }
+
+func TestRetryFailedSentTwiceReportsSuccess(t *testing.T) {
+	hook := &twice{}
+	b, _ := onRealRedis(t, hook)
+	ctx := context.Background()
+	m := newMsg(t, "brokertest.twice", "q", 0, 1)
+	if err := b.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Claim(ctx, []string{"q"}, 1, time.Minute, "w1")
+	if err != nil || len(got) != 1 {
+		t.Fatal(len(got), err)
+	}
+	r := got[0].Result
+	r.Status, r.Err = task.StatusFailed, &task.Error{Message: "no"}
+	if err := b.Finish(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	hook.match = anyScript
+	if err := b.RetryFailed(ctx, m.ID); err != nil || hook.hits == 0 {
+		t.Fatalf("RetryFailed sent twice = %v (%d re-sent); want success", err, hook.hits)
+	}
+	hook.match = nil
+	if g, err := b.GetResult(ctx, m.ID); err != nil || g.Status != task.StatusNew {
+		t.Errorf("after RetryFailed: %+v, %v; want NEW", g, err)
+	}
+	if c, err := b.Count(ctx, "q"); err != nil || c.Pending != 1 {
+		t.Errorf("%+v, %v; want 1 pending (once)", c, err)
+	}
+}
