@@ -41,6 +41,10 @@ var (
 	failTask = task.Define("demo.fail", func(ctx context.Context, msg string) (struct{}, error) {
 		panic("demo.fail runs in the worker")
 	})
+	// demo.goexit calls runtime.Goexit instead of returning.
+	goexitTask = task.Define("demo.goexit", func(ctx context.Context, _ struct{}) (struct{}, error) {
+		panic("demo.goexit runs in the worker")
+	})
 	// demo.record appends "start|end <id> <attempt> <worker> <tag>" to the
 	// list demo:executions and returns the list's length after "end".
 	recordTask = task.Define("demo.record", func(ctx context.Context, a sleepArgs) (int, error) {

@@ -54,6 +54,10 @@ const (
 	ErrorTypeLeaseLost    = "gotasks.LeaseLost"
 	ErrorTypeBadPayload   = "gotasks.BadPayload"
 	ErrorTypeTimeout      = "gotasks.Timeout"
+	// ErrorTypeGoexit fails an attempt whose task called runtime.Goexit
+	// (directly, or through a helper such as testing.T.FailNow) instead of
+	// returning: the task neither returned a value nor panicked.
+	ErrorTypeGoexit = "gotasks.Goexit"
 	// ErrorTypeTooManyDeliveries fails a task whose attempts kept ending
 	// without a result (its worker died or was stopped each time), so that a
 	// task that crashes its worker is not redelivered forever.

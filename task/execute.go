@@ -36,14 +36,32 @@ func InfoFrom(ctx context.Context) (Info, bool) {
 // r.Errors) and either FAILED or, when the task may be retried, NEW with
 // r.RunAfter set to the time of the next attempt. It never panics. It does
 // not fire the finished hook: call Finished once the result is stored.
+//
+// A task that calls runtime.Goexit (directly, or through a helper such as
+// testing.T.FailNow) fails its attempt with ErrorTypeGoexit. Goexit cannot
+// be stopped: without a Timeout the task runs in the caller's goroutine,
+// and then Execute records that outcome in r and never returns, because
+// the goroutine dies. Callers that must carry on run Execute in a
+// goroutine they can lose, and find r finished once it is gone.
 func Execute(ctx context.Context, r *RawResult) {
 	info := Info{ResultID: r.ID, TaskName: r.TaskName, Attempt: r.Attempts}
 	if n := len(r.WorkerIDs); n > 0 {
 		info.WorkerID = r.WorkerIDs[n-1]
 	}
 	ctx = context.WithValue(ctx, infoKey{}, info)
+	// Panics are recovered below (runRecovered, and around hooks), so the
+	// only way out of here that skips "returned = true" is runtime.Goexit:
+	// this deferred call is then the last code to run on this goroutine.
+	returned := false
+	defer func() {
+		if !returned {
+			r.FinishedAt = time.Now()
+			Fail(r, goexitError())
+		}
+	}()
 	emit(ctx, hookStarted, r)
 	value, err := runLimited(ctx, r)
+	returned = true
 	r.FinishedAt = time.Now()
 	if err == nil {
 		r.Status, r.Err, r.Value = StatusComplete, nil, value
@@ -90,8 +108,13 @@ func runLimited(ctx context.Context, r *RawResult) ([]byte, error) {
 	done := make(chan outcome, 1)
 	rc := *r // the abandoned goroutine must not share r with the caller
 	go func() {
-		v, err := runRecovered(tctx, &rc)
-		done <- outcome{v, err}
+		// Sent from a deferred call so that a task that calls
+		// runtime.Goexit, which ends this goroutine, still reports at
+		// once: runRecovered then never returns and o keeps the Goexit
+		// failure (a panic cannot get past runRecovered).
+		o := outcome{err: goexitError()}
+		defer func() { done <- o }()
+		o.value, o.err = runRecovered(tctx, &rc)
 	}()
 	timedOut := func(err error) error {
 		msg := fmt.Sprintf("attempt exceeded its timeout of %v", r.Timeout)
@@ -136,6 +159,12 @@ func runRecovered(ctx context.Context, r *RawResult) (value []byte, err error) {
 		}
 	}()
 	return def.run(ctx, r)
+}
+
+// goexitError is the failure of an attempt whose task called
+// runtime.Goexit: it neither returned nor panicked.
+func goexitError() *Error {
+	return &Error{Type: ErrorTypeGoexit, Message: "the task called runtime.Goexit (directly or through a helper such as testing.T.FailNow) instead of returning"}
 }
 
 func panicError(p any, stack []byte) *Error {

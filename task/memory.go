@@ -72,13 +72,14 @@ func (m *memoryStore) all() []*RawResult {
 // ImmediateWorkerID is the worker id the ImmediateBackend records.
 const ImmediateWorkerID = "immediate"
 
-// immediateBackend runs each task in the caller's goroutine at Enqueue.
+// immediateBackend runs each task at Enqueue while the caller waits.
 type immediateBackend struct {
 	memoryStore
 }
 
-// NewImmediateBackend returns a backend that runs each task in the caller's
-// goroutine as it is enqueued, so Enqueue returns a finished result. Retries
+// NewImmediateBackend returns a backend that runs each task as it is
+// enqueued, while the caller waits, so Enqueue returns a finished result
+// (FAILED with gotasks.Goexit for a task that calls runtime.Goexit). Retries
 // (MaxAttempts) run at once, without backoff. It is
 // the default when nothing is configured, which makes tasks work in
 // development and tests without a worker. Arguments and return values still
@@ -125,12 +126,25 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 	for r.Status == StatusNew {
 		r.Status, r.StartedAt, r.Attempts = StatusRunning, time.Now(), r.Attempts+1
 		r.WorkerIDs = append(r.WorkerIDs, ImmediateWorkerID)
-		Execute(ctx, r)
+		executeApart(ctx, r)
 	}
 	// Kept only until Task.Enqueue picks it up with take.
 	b.put(r)
 	Finished(ctx, r)
 	return nil
+}
+
+// executeApart runs Execute in a goroutine of its own and waits for it: a
+// task that calls runtime.Goexit ends that goroutine, not the caller's,
+// and Execute has recorded the failure in r by then. (A goroutine per
+// attempt costs little next to the serializing around it.)
+func executeApart(ctx context.Context, r *RawResult) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Execute(ctx, r)
+	}()
+	<-done
 }
 
 // take removes and returns the finished result of msg id; results do not

@@ -286,29 +286,18 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 	// A pool of long-lived goroutines rather than one per task: their
 	// stacks, once grown by decoding and running a task, stay grown (a
 	// fresh goroutine per task spent ~10% of the time growing stacks).
-	type claimedJob struct {
-		j   *job
-		bad error
-	}
 	jobs := make(chan claimedJob)
 	defer close(jobs)
+	p := &pool{ctx: taskCtx, jobs: jobs, free: func() {
+		release()
+		select {
+		case finished <- struct{}{}:
+		default:
+		}
+		running.Done()
+	}}
 	for range w.opts.Concurrency {
-		go func() {
-			for cj := range jobs {
-				// A task may come back with the next one, claimed in the
-				// round trip that stored it: it runs in the same slot.
-				j, bad := cj.j, cj.bad
-				for j != nil {
-					j, bad = w.execute(taskCtx, j, bad)
-				}
-				release()
-				select {
-				case finished <- struct{}{}:
-				default:
-				}
-				running.Done()
-			}
-		}()
+		go w.serve(p)
 	}
 	var bo backoff.Backoff
 	for ctx.Err() == nil {
@@ -470,25 +459,61 @@ func (w *Worker) adopt(ctx context.Context, c *broker.Claimed) (*job, error) {
 	return nil, nil
 }
 
+// claimedJob is a claimed task on its way to a goroutine of fetch's pool;
+// bad is set when the stored task could not be decoded.
+type claimedJob struct {
+	j   *job
+	bad error
+}
+
+// pool is what the goroutines of fetch's pool share.
+type pool struct {
+	ctx  context.Context   // the tasks' context (Run's taskCtx)
+	jobs <-chan claimedJob // a task per slot taken; closed when fetch returns
+	free func()            // frees a slot and tells fetch a task finished
+}
+
+// serve is the loop of a goroutine of the pool.
+func (w *Worker) serve(p *pool) {
+	for cj := range p.jobs {
+		w.runSlot(p, cj.j, cj.bad)
+	}
+}
+
+// runSlot runs j in the slot it holds, then frees the slot. A task may
+// come back with the next one, claimed in the round trip that stored it:
+// it runs in the same slot.
+func (w *Worker) runSlot(p *pool, j *job, bad error) {
+	for j != nil {
+		j, bad = w.execute(p, j, bad)
+	}
+	p.free()
+}
+
+// takeOver stands in for a goroutine of the pool that a task ended with
+// runtime.Goexit (see execute). It does what that goroutine had left to
+// do, as if the task had returned: it finishes the job (task.Execute
+// recorded the failure before the goroutine died), runs the tasks chained
+// to it and frees the slot. Then it serves as a goroutine of the pool in
+// the dead one's place.
+func (w *Worker) takeOver(p *pool, j *job, start time.Time) {
+	next, nextBad := w.finish(p.ctx, j, start)
+	w.runSlot(p, next, nextBad)
+	w.serve(p)
+}
+
 // execute runs one claimed task and stores its result. bad is set when the
 // stored task could not be decoded. It returns the next task to run in
 // the same slot (and its bad), if one was claimed in the round trip that
 // stored this one's outcome.
-func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *job, nextBad error) {
-	r := j.r
-	// Built only when a line is logged: a logger per task cost ~4% of a
-	// drain of no-op tasks.
-	log := func() *slog.Logger {
-		return w.log.With("task", r.TaskName, "id", r.ID, "queue", r.Queue, "attempt", r.Attempts)
-	}
-	defer func() {
-		j.cancel()
-		w.mu.Lock()
-		delete(w.inflight, j.key())
-		w.mu.Unlock()
-	}()
-
+//
+// A task that calls runtime.Goexit ends the goroutine running execute, so
+// execute never returns; a replacement goroutine finishes its work (see
+// takeOver).
+func (w *Worker) execute(p *pool, j *job, bad error) (next *job, nextBad error) {
+	ctx, r := p.ctx, j.r
 	if j.phase.Load() == phaseHandedBack {
+		w.untrack(j)
 		return nil, nil // shutdown handed it back before it started
 	}
 	start := time.Now()
@@ -504,10 +529,48 @@ func (w *Worker) execute(ctx context.Context, j *job, bad error) (next *job, nex
 			r.Attempts, r.Attempts-1-len(r.Errors))})
 	default:
 		if w.log.Enabled(ctx, slog.LevelDebug) {
-			log().Debug("task started")
+			w.taskLog(r).Debug("task started")
 		}
+		// Goexit cannot be stopped: if the task calls it, this goroutine
+		// dies once the deferred calls have run (one in task.Execute
+		// records the failure in r). The pool's goroutines are long-lived
+		// on purpose (see fetch), so this one hands the rest of the job
+		// and its place in the pool to a replacement.
+		exited := true
+		defer func() {
+			if exited {
+				go w.takeOver(p, j, start)
+			}
+		}()
 		task.Execute(j.ctx, r)
+		exited = false
 	}
+	return w.finish(ctx, j, start)
+}
+
+// taskLog is the logger for lines about r's attempt. Build it only when a
+// line is logged: a logger per task cost ~4% of a drain of no-op tasks.
+func (w *Worker) taskLog(r *task.RawResult) *slog.Logger {
+	return w.log.With("task", r.TaskName, "id", r.ID, "queue", r.Queue, "attempt", r.Attempts)
+}
+
+// untrack ends the tracking of j: its lease is no longer renewed and its
+// context is cancelled.
+func (w *Worker) untrack(j *job) {
+	j.cancel()
+	w.mu.Lock()
+	delete(w.inflight, j.key())
+	w.mu.Unlock()
+}
+
+// finish ends the attempt j holds, begun at start, once its outcome is in
+// j.r (set by task.Execute or task.Fail): it stores the outcome (unless
+// shutdown handed the task back), logs it, calls the hooks and untracks j.
+// It returns the next task to run in the slot, as execute does.
+func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job, nextBad error) {
+	r := j.r
+	log := func() *slog.Logger { return w.taskLog(r) }
+	defer w.untrack(j)
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		log().Info("task handed back to its queue at shutdown", "duration", time.Since(start))
 		return nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -63,6 +64,14 @@ var (
 
 	failTask = task.Define("demo.fail", func(ctx context.Context, msg string) (struct{}, error) {
 		return struct{}{}, fmt.Errorf("demo.fail: %w", errors.New(msg))
+	})
+
+	// demo.goexit ends its goroutine with runtime.Goexit instead of
+	// returning, as a task calling testing.T.FailNow would: the worker
+	// fails it with gotasks.Goexit and carries on.
+	goexitTask = task.Define("demo.goexit", func(ctx context.Context, _ struct{}) (struct{}, error) {
+		runtime.Goexit()
+		return struct{}{}, nil
 	})
 
 	// demo.record appends "<id> <attempt> <worker> <tag>" to the Redis list
