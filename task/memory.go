@@ -1,6 +1,7 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -191,6 +192,14 @@ func (d *DummyBackend) Enqueue(ctx context.Context, msg *Message) error {
 	// stored, not a key whose task does not exist yet.
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	msg.Existing = false
+	if r, ok := d.byID[msg.ID]; ok {
+		if r.TaskName != msg.TaskName || !bytes.Equal(r.Args, msg.Args) {
+			return fmt.Errorf("%w: %s", ErrDuplicateID, msg.ID)
+		}
+		msg.Existing = true
+		return nil
+	}
 	d.claimUnique(msg, d.clock(), func(id string) bool {
 		r, ok := d.byID[id]
 		return ok && !r.IsFinished()

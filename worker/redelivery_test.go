@@ -50,6 +50,28 @@ func TestRedeliveryCap(t *testing.T) {
 	}
 }
 
+// Claims handed back before they started (a worker shutting down) are no
+// deliveries: a task unclaimed more often than MaxRedeliveries still runs,
+// under an attempt number no earlier claim held.
+func TestUnclaimedDeliveriesDoNotCount(t *testing.T) {
+	e := setup(t)
+	res := must[*task.Result[int]](t)(addTask.Enqueue(e.ctx, [2]int{1, 2}))
+	for i := range 5 {
+		got, err := e.b.Claim(e.ctx, []string{task.DefaultQueue}, 1, time.Minute, "leaving")
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim %d: %v, %d", i, err, len(got))
+		}
+		if n, err := e.b.Unclaim(e.ctx, task.DefaultQueue, []*task.RawResult{got[0].Result}); err != nil || n != 1 {
+			t.Fatalf("unclaim %d: %d, %v", i, n, err)
+		}
+	}
+	e.runToEnd(worker.Options{Batch: true, MaxRedeliveries: 3})
+	r := e.get(res.ID)
+	if r.Status != task.StatusComplete || r.Attempts != 6 || len(r.WorkerIDs) != 6 || r.WorkerIDs[4] != task.UndeliveredWorker {
+		t.Fatalf("5 claims handed back with a cap of 3: %s (%v) after %d attempts, workers %v; want COMPLETE at attempt 6", r.Status, r.Err, r.Attempts, r.WorkerIDs)
+	}
+}
+
 // stuck holds stubbornTask until the test that runs it ends; each run of
 // the test (go test -count=N) makes its own.
 var stuck atomic.Pointer[chan struct{}]

@@ -521,12 +521,12 @@ func (w *Worker) execute(p *pool, j *job, bad error) (next *job, nextBad error) 
 	case bad != nil:
 		// Nothing can run it; fail it with the reason rather than drop it.
 		task.Fail(r, &task.Error{Type: task.ErrorTypeBadPayload, Message: bad.Error()})
-	case r.Attempts-1-len(r.Errors) > w.opts.MaxRedeliveries:
+	case lostDeliveries(r) > w.opts.MaxRedeliveries:
 		// Its earlier attempts ended without an outcome: their workers died
 		// (or were stopped) each time. It may be what kills them.
 		task.Fail(r, &task.Error{Type: task.ErrorTypeTooManyDeliveries, Message: fmt.Sprintf(
-			"attempt %d: %d earlier attempts ended without a result (worker crashed, was killed or lost its lease); not running it again",
-			r.Attempts, r.Attempts-1-len(r.Errors))})
+			"attempt %d: %d earlier deliveries ended without a result (worker crashed, was killed or lost its lease); not running it again",
+			r.Attempts, lostDeliveries(r))})
 	default:
 		if w.log.Enabled(ctx, slog.LevelDebug) {
 			w.taskLog(r).Debug("task started")
@@ -604,6 +604,20 @@ func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job
 	}
 	task.Finished(ctx, r)
 	return next, nextBad
+}
+
+// lostDeliveries counts the earlier deliveries of r that ended without an
+// outcome: the attempts that reached a worker (WorkerIDs has one entry per
+// attempt, task.UndeliveredWorker for a claim handed back unstarted), less
+// the failed attempts (Errors) and this one.
+func lostDeliveries(r *task.RawResult) int {
+	n := -1 - len(r.Errors)
+	for _, w := range r.WorkerIDs {
+		if w != task.UndeliveredWorker {
+			n++
+		}
+	}
+	return n
 }
 
 // store writes the outcome of an attempt (the result, or the retry),
