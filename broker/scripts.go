@@ -305,7 +305,8 @@ end
 -- task name and the arguments, the first two fields of its msgpack array
 -- (see appendEnvelope); an envelope it cannot read is all content.
 local function content(env)
-  if string.byte(env, 1) ~= 0x98 then return env end
+  local a = string.byte(env, 1)
+  if not a or a < 0x98 or a > 0x9f then return env end -- a fixarray of 8 or more
   local function len(at, n)
     local l = 0
     for i = at, at + n - 1 do l = l * 256 + (string.byte(env, i) or 0) end

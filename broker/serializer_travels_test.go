@@ -1,0 +1,61 @@
+package broker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/serializer"
+	"github.com/gotasks/gotasks/task"
+)
+
+// A task names its serializer: a reader configured with another one (the
+// stock worker, msgpack) decodes its arguments, and its result, with the
+// producer's. The same task sent again under its id is still recognised.
+func TestTheProducersSerializerTravelsWithTheTask(t *testing.T) {
+	onBoth(t, func(t *testing.T, _ *broker.Redis, rdb *redis.Client) {
+		ctx := context.Background()
+		producer := broker.New(rdb, broker.Options{Serializer: serializer.JSON{}})
+		reader := broker.New(rdb, broker.Options{}) // msgpack
+		type args struct {
+			Who string `json:"who"`
+		}
+		raw, err := serializer.JSON{}.Marshal(args{Who: "ann"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &task.Message{ID: task.NewID(), TaskName: "brokertest.json", Queue: "q", Backend: "default", Args: raw, EnqueuedAt: time.Now()}
+		if err := producer.Enqueue(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		again := *m
+		again.EnqueuedAt = time.Now().Add(time.Second)
+		if err := producer.Enqueue(ctx, &again); err != nil || !again.Existing {
+			t.Fatalf("the same task again = %v (existing %v); want the stored task", err, again.Existing)
+		}
+		got, err := reader.Claim(ctx, []string{"q"}, 1, time.Minute, "w")
+		if err != nil || len(got) != 1 || got[0].Bad != nil {
+			t.Fatalf("claim: %v, %+v", err, got)
+		}
+		r := got[0].Result
+		var a args
+		if err := r.DecodeArgs(&a); err != nil || a.Who != "ann" || r.Serializer.Name() != "json" {
+			t.Fatalf("args decoded with %v: %+v, %v; want json, ann", r.Serializer, a, err)
+		}
+		if r.Value, err = r.Serializer.Marshal("hello ann"); err != nil {
+			t.Fatal(err)
+		}
+		r.Status = task.StatusComplete
+		if err := reader.Finish(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		res, err := reader.GetResult(ctx, m.ID)
+		var v string
+		if err != nil || res.Decode(&v) != nil || v != "hello ann" {
+			t.Fatalf("result %+v, %v, value %q; want hello ann", res, err, v)
+		}
+	})
+}
