@@ -190,4 +190,3 @@ func appendMsgpackInt(dst []byte, v int64) []byte {
 	}
 	return append(dst, 0xd3, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }
-
