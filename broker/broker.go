@@ -424,8 +424,13 @@ func (b *Redis) flush(ws []*waiter) {
 		}
 		return
 	}
+	var maybe *task.MaybeEnqueuedError
 	for _, w := range ws {
 		w.err = err
+		if errors.As(err, &maybe) {
+			// Each caller is told of its own task.
+			w.err = &task.MaybeEnqueuedError{IDs: []string{w.msg.ID}, Err: maybe.Err}
+		}
 		close(w.done)
 	}
 }
