@@ -347,7 +347,13 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Closing the client also ends the Redis calls that the shutdown left
+	// behind (see shutdown in worker.go): it closes their connections.
 	defer closeRedis()
+	// Once ctx is done, the servers below stop within the worker's
+	// shutdown window too (see shutdown.within).
+	sd := newShutdown(ctx, shutdownTimeout(cfg.ShutdownTimeout))
+	defer sd.release()
 	if cfg.HealthAddr != "" {
 		// Before the startup delay, so that probes answer from the start;
 		// stopped (deferred) before Redis is closed.
@@ -355,14 +361,14 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		defer stopHealth()
+		defer sd.within(log, "health server", stopHealth)
 	}
 	if cfg.DashboardAddr != "" {
 		stopDashboard, err := startDashboard(cfg, b, log)
 		if err != nil {
 			return err
 		}
-		defer stopDashboard()
+		defer sd.within(log, "dashboard", stopDashboard)
 	}
 	if !isMemoryURL(cfg.RedisURL) {
 		var tlsConf *tls.Config
@@ -387,8 +393,18 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return nil
 		}
 	}
-	if err := b.Check(ctx); err != nil {
-		log.Warn("redis not reachable yet; the worker keeps trying", "url", url, "err", err)
+	// go-redis ends a call only at its read timeout, not when ctx is
+	// cancelled: a Redis that does not answer must not hold a SIGTERM that
+	// long. A check left behind ends when the client is closed.
+	checked := make(chan error, 1)
+	go func() { checked <- b.Check(ctx) }()
+	select {
+	case err := <-checked:
+		if err != nil {
+			log.Warn("redis not reachable yet; the worker keeps trying", "url", url, "err", err)
+		}
+	case <-ctx.Done():
+		return nil
 	}
 	if len(task.Registered()) == 0 {
 		log.Warn("no tasks are defined in this program; every task will fail as unknown (import the packages that call task.Define)")
@@ -415,14 +431,51 @@ func RunConfig(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		log.Info("metrics server listening", "addr", srv.Addr(), "path", metrics.Path)
 		// Stopped before Redis is closed (deferred earlier), so that no
-		// scrape reads a closed client.
-		defer func() {
+		// scrape reads a closed client (unless one blocked on a Redis that
+		// does not answer outlasts the shutdown).
+		defer sd.within(log, "metrics server", func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {
 				log.Warn("metrics server did not stop cleanly", "err", err)
 			}
-		}()
+		})
 	}
 	return w.Run(ctx)
+}
+
+// shutdownTimeout is --shutdown-timeout, or its default (as in New).
+func shutdownTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultShutdownTimeout
+	}
+	return d
+}
+
+// minStopWait is the least a goroutine or server that stops at once (an
+// idle one) is waited for once the shutdown is over.
+const minStopWait = 100 * time.Millisecond
+
+// within runs stop, the shutdown of a server (which waits for the requests
+// in flight), but once ctx is done waits for it only until the end of the
+// shutdown (at least minStopWait): a request blocked on a Redis that does
+// not answer must not hold the process. A stop left behind ends once
+// closing the client has ended that request, or at its own timeout.
+func (s *shutdown) within(log *slog.Logger, what string, stop func()) {
+	if s.ctx.Err() == nil {
+		stop()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	t := time.NewTimer(max(time.Until(s.end()), minStopWait))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Warn(what+" still waits for requests in flight; stopping without it", "shutdown_timeout", s.timeout)
+	}
 }

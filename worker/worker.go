@@ -206,15 +206,20 @@ func (w *Worker) InFlight() int {
 // Run claims and runs tasks until ctx is done (or MaxTasks / Batch say
 // stop). Then it stops claiming, lets in-flight tasks finish for
 // ShutdownTimeout, hands the rest straight back to their queues, and
-// returns nil.
+// returns nil. Once ctx is done it returns at most ShutdownTimeout plus
+// about half a second later, even if Redis does not answer at all (see
+// shutdown).
 //
 // A task that ignores its context may still be running in its goroutine
 // when Run returns; its lease is gone by then, so whatever it writes later
 // is refused and the task runs again elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker started", "queues", w.describeQueues(), "concurrency", w.opts.Concurrency)
+	sd := newShutdown(ctx, w.opts.ShutdownTimeout)
+	defer sd.release()
+	defer func() { w.log.Info("worker stopped", "processed", w.Processed()) }()
 	var bg sync.WaitGroup
-	defer bg.Wait()
+	defer w.awaitStopped(&bg, sd)
 
 	// Tasks, lease renewal and result writes outlive ctx for the shutdown
 	// window; they have their own cancellation.
@@ -229,12 +234,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		w.storeLoop(storeCtx, taskCtx)
+		w.storeLoop(storeCtx, taskCtx, sd)
 	}()
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		w.renewLoop(renewCtx)
+		w.renewLoop(renewCtx, sd)
 	}()
 	schedCtx, stopSched := context.WithCancel(ctx)
 	defer stopSched()
@@ -255,10 +260,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	w.handingBack = false
 	w.mu.Unlock()
-	w.fetch(ctx, taskCtx, &running, finished)
-
+	// The claiming loop runs beside the shutdown, which must not wait for
+	// a Redis call it has in flight (see shutdown). It makes every
+	// running.Add, so running is waited on only once it has returned.
+	fetched := make(chan struct{})
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		defer close(fetched)
+		w.fetch(ctx, taskCtx, &running, finished)
+	}()
 	done := make(chan struct{})
 	go func() {
+		<-fetched
 		running.Wait()
 		close(done)
 	}()
@@ -267,14 +281,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		t := time.NewTimer(time.Until(sd.tasksEnd()))
+		defer t.Stop()
 		select {
 		case <-done:
-		case <-time.After(w.opts.ShutdownTimeout):
-			w.handBack()
+		case <-t.C:
+			w.handBack(sd.end())
 			cancelTasks()
 		}
 	}
-	w.log.Info("worker stopped", "processed", w.Processed())
 	return nil
 }
 
@@ -739,8 +754,9 @@ const maxStoreBatch = 128
 // own). It answers every request it takes. Each outcome frees a slot, so
 // in the same round trip it claims as many next tasks (for a worker of
 // one queue), which run in those slots: a busy worker makes one round
-// trip per task instead of two.
-func (w *Worker) storeLoop(stop, ctx context.Context) {
+// trip per task instead of two. Once Run's ctx is done, its writes carry
+// the end of the shutdown as their deadline (see shutdown).
+func (w *Worker) storeLoop(stop, ctx context.Context, sd *shutdown) {
 	batch := make([]storeReq, 0, maxStoreBatch)
 	rs := make([]*task.RawResult, 0, maxStoreBatch)
 	for {
@@ -774,7 +790,9 @@ func (w *Worker) storeLoop(stop, ctx context.Context) {
 			}
 			n = w.reserve(chain)
 		}
-		errs, next, err := w.b.StoreAndClaim(ctx, rs, q, n, w.opts.LeaseDuration, w.opts.WorkerID)
+		sctx, cancel := sd.bound(ctx)
+		errs, next, err := w.b.StoreAndClaim(sctx, rs, q, n, w.opts.LeaseDuration, w.opts.WorkerID)
+		cancel()
 		w.settle(n, len(next))
 		if err != nil && n > 0 {
 			// The fetch loop claims once the slots are free.
@@ -792,15 +810,19 @@ func (w *Worker) storeLoop(stop, ctx context.Context) {
 			batch[i] = storeReq{}
 		}
 		if len(next) > 0 {
-			w.handBackClaimed(context.WithoutCancel(ctx), q, next)
+			hctx, cancel := sd.bound(context.WithoutCancel(ctx))
+			w.handBackClaimed(hctx, q, next)
+			cancel()
 		}
 		clear(rs)
 	}
 }
 
 // renewLoop extends the leases of in-flight tasks every third of the lease,
-// and cancels the tasks whose lease was lost.
-func (w *Worker) renewLoop(ctx context.Context) {
+// and cancels the tasks whose lease was lost. Once Run's ctx is done (the
+// tasks still run for the shutdown window), renewals carry the end of the
+// shutdown as their deadline (see shutdown).
+func (w *Worker) renewLoop(ctx context.Context, sd *shutdown) {
 	t := time.NewTicker(w.opts.LeaseDuration / 3)
 	defer t.Stop()
 	for {
@@ -814,7 +836,9 @@ func (w *Worker) renewLoop(ctx context.Context) {
 			for i, j := range jobs {
 				rs[i] = j.r
 			}
-			lost, err := w.b.Renew(ctx, q, rs, w.opts.LeaseDuration)
+			rctx, cancel := sd.bound(ctx)
+			lost, err := w.b.Renew(rctx, q, rs, w.opts.LeaseDuration)
+			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn("worker: cannot renew leases", "queue", q, "err", err)
@@ -844,9 +868,11 @@ func (w *Worker) byQueue() map[string][]*job {
 }
 
 // handBack returns every task still running to its queue, so that another
-// worker picks it up at once instead of after the lease.
-func (w *Worker) handBack() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// worker picks it up at once instead of after the lease. It gives up at
+// end, the end of the shutdown: the tasks Redis has not taken back by then
+// return when their leases expire.
+func (w *Worker) handBack(end time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), end)
 	defer cancel()
 	w.mu.Lock()
 	w.handingBack = true // see adopt
@@ -868,6 +894,84 @@ func (w *Worker) handBack() {
 			continue
 		}
 		w.log.Info("worker: handed unfinished tasks back to their queue", "queue", q, "count", n)
+	}
+}
+
+// shutdownGrace is how long, after ShutdownTimeout, the rest of a
+// shutdown may take: handing the unfinished tasks back, the last outcome
+// writes, stopping the scheduler.
+const shutdownGrace = 500 * time.Millisecond
+
+// shutdown times the shutdown of a Run: once its ctx is done, the tasks
+// have ShutdownTimeout to finish (tasksEnd), and the rest shutdownGrace
+// more (end), even if Redis does not answer at all. go-redis ends a
+// command only at a deadline (the client's read timeout, or the
+// context's), never when its context is cancelled, and after a timeout
+// it retries: so every Redis call made once ctx is done carries end as its
+// deadline (bound), and Run waits for a call sent earlier, into a network
+// that has since stopped answering, only until end. Such a call ends by
+// itself within the client's read timeout (the cancelled context stops the
+// retries); what it was about is then settled by the leases: a task whose
+// outcome is not stored, or that is not handed back, runs again once its
+// lease expires (at-least-once).
+type shutdown struct {
+	ctx     context.Context // Run's
+	timeout time.Duration   // ShutdownTimeout
+	release func() bool     // stops watching ctx
+
+	once sync.Once
+	at   time.Time // when ctx was done
+}
+
+func newShutdown(ctx context.Context, timeout time.Duration) *shutdown {
+	s := &shutdown{ctx: ctx, timeout: timeout}
+	s.release = context.AfterFunc(ctx, func() { s.began() })
+	return s
+}
+
+// began returns when ctx was done (noted by the first to ask once it is).
+func (s *shutdown) began() time.Time {
+	s.once.Do(func() { s.at = time.Now() })
+	return s.at
+}
+
+// tasksEnd is when the tasks still running are handed back; end is when
+// the shutdown is over. Only once ctx is done.
+func (s *shutdown) tasksEnd() time.Time { return s.began().Add(s.timeout) }
+func (s *shutdown) end() time.Time      { return s.tasksEnd().Add(shutdownGrace) }
+
+// bound returns ctx with end as its deadline once Run's ctx is done, and
+// ctx itself (with a cancel that does nothing) before.
+func (s *shutdown) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.ctx.Err() == nil {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, s.end())
+}
+
+// awaitStopped waits for Run's goroutines (bg) to end, but once Run's ctx
+// is done only until the end of the shutdown (at least minStopWait, which
+// lets those that stop at once do so after a hand-back that took until
+// the end): one still blocked on a Redis call then is left to end by
+// itself (see shutdown).
+func (w *Worker) awaitStopped(bg *sync.WaitGroup, sd *shutdown) {
+	stopped := make(chan struct{})
+	go func() {
+		bg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		return
+	case <-sd.ctx.Done():
+	}
+	t := time.NewTimer(max(time.Until(sd.end()), minStopWait))
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		w.log.Warn("worker: Redis does not answer; stopping without waiting for the calls in flight, which end by themselves within the client's read timeout (unfinished tasks run again when their leases expire)",
+			"shutdown_timeout", w.opts.ShutdownTimeout)
 	}
 }
 
