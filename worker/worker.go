@@ -354,6 +354,15 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 			got, err = w.b.Claim(ctx, qs, n, w.opts.LeaseDuration, w.opts.WorkerID)
 		}
 		w.settle(n, len(got))
+		if len(got) > 0 && ctx.Err() != nil {
+			// Shutdown began while the claim was on its way (a slow or
+			// hung network): these tasks would start with a cancelled
+			// context. They go back unstarted instead.
+			for q, cs := range claimedByQueue(got) {
+				w.handBackClaimed(context.WithoutCancel(ctx), q, cs)
+			}
+			got = nil
+		}
 		for _, c := range got {
 			running.Add(1)
 			// A goroutine of the pool is free: each task holds a slot.
@@ -587,7 +596,7 @@ func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job
 	log := func() *slog.Logger { return w.taskLog(r) }
 	defer w.untrack(j)
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
-		log().Info("task handed back to its queue at shutdown", "duration", time.Since(start))
+		log().Info("task given up at shutdown (handed back to its queue, or to its lease if Redis did not answer)", "duration", time.Since(start))
 		return nil, nil
 	}
 	c, err := w.store(ctx, r)
@@ -680,6 +689,15 @@ func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult, chain bool) (
 	}
 	resp := <-done
 	return resp.next, resp.err
+}
+
+// claimedByQueue groups claimed tasks by their queue.
+func claimedByQueue(cs []broker.Claimed) map[string][]broker.Claimed {
+	m := map[string][]broker.Claimed{}
+	for _, c := range cs {
+		m[c.Result.Queue] = append(m[c.Result.Queue], c)
+	}
+	return m
 }
 
 // handBackClaimed returns tasks claimed with outcomes that will not run
