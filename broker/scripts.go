@@ -727,7 +727,7 @@ for i = 1, n do
     local r = redis.pcall('HMGET', KEYS[6 + i], 't', 's', 'f')
     if type(r) == 'table' and not r.err and r[1] and r[2] == ARGV[j + 2]
         and tonumber(string.match(r[1], '^(%d+) ') or -1) == tonumber(ARGV[j + 1]) then
-      out[i] = r[3]
+      out[i] = tonumber(r[3])
       seen[id] = true
     end
   elseif a and leased[i] and not seen[id] then
