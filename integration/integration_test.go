@@ -100,8 +100,8 @@ func testEndToEnd(t *testing.T, e *env) {
 	if r.Status != task.StatusFailed || r.Err == nil {
 		t.Fatalf("demo.fail: status %s, err %v; want FAILED with an error", r.Status, r.Err)
 	}
-	if r.Err.Type != "*errors.errorString" || r.Err.Message != "demo.fail: boom" {
-		t.Errorf("demo.fail error: Type %q Message %q; want *errors.errorString, \"demo.fail: boom\"", r.Err.Type, r.Err.Message)
+	if r.Err.Type != "" || r.Err.Message != "demo.fail: boom" {
+		t.Errorf("demo.fail error: Type %q Message %q; want no type (an errors.New error), \"demo.fail: boom\"", r.Err.Type, r.Err.Message)
 	}
 	if !strings.Contains(r.Err.Traceback, "boom") {
 		t.Errorf("demo.fail traceback %q does not mention the error", r.Err.Traceback)

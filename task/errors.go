@@ -1,8 +1,11 @@
 package task
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"reflect"
 	"strings"
 )
@@ -28,15 +31,33 @@ var (
 	ErrNotSupported = errors.New("gotasks: not supported by this backend")
 )
 
-// Error is what a failed task leaves behind: the error's Go type, its message
-// and, as text, the stack of the panic or the chain of wrapped errors.
+// Error is what a failed task leaves behind: what kind of error it was, its
+// message and, as text, the stack of the panic or the chain of wrapped
+// errors.
+//
+// Type names the kind of error only where the name says something (NewError
+// sets it; see there for the rule):
+//   - the Go type of a named error type, the user's or a library's, such as
+//     *fs.PathError or *net.OpError;
+//   - the name of a well-known sentinel error, such as io.EOF,
+//     context.Canceled, os.ErrNotExist or task.ErrUnknownTask;
+//   - one of the ErrorType constants for failures gotasks itself records,
+//     such as gotasks.Panic and gotasks.Timeout;
+//   - otherwise the empty string (an errors.New or fmt.Errorf error, whose
+//     message says it all), and Error returns the message alone.
+//
+// It is never the type of an anonymous wrapper of the standard library
+// (*errors.errorString, *fmt.wrapError, *fmt.wrapErrors, *errors.joinError)
+// or of gotasks (*task.PermanentError, *task.RetryError): those are looked
+// through. Traceback still lists every error of the chain with its Go type.
 type Error struct {
 	Type      string `msgpack:"type" json:"type"`
 	Message   string `msgpack:"message" json:"message"`
 	Traceback string `msgpack:"traceback" json:"traceback"`
 }
 
-// Error returns "Type: Message".
+// Error returns "Type: Message", or the message alone when Type is the
+// empty string.
 func (e *Error) Error() string {
 	if e.Type == "" {
 		return e.Message
@@ -64,11 +85,34 @@ const (
 	ErrorTypeTooManyDeliveries = "gotasks.TooManyDeliveries"
 )
 
-// NewError describes err as a task failure. Type is the Go type of the most
-// specific error under any fmt.Errorf/errors.Join wrapping (so a wrapped
-// *fs.PathError is reported as *fs.PathError), Message is err's full text
-// and Traceback the chain of wrapped errors with their types, or the stack
+// NewError describes err as a task failure. Message is err's full text and
+// Traceback the chain of wrapped errors with their Go types, or the stack
 // the error carries if it has one.
+//
+// Type is found by walking err's chain of wrapped errors (errors.Unwrap,
+// and every branch of an errors.Join or a multi-%w fmt.Errorf, in order),
+// from the outside in, looking through the anonymous wrappers of the
+// standard library (*fmt.wrapError, *fmt.wrapErrors, *errors.joinError)
+// and gotasks' own (*PermanentError, *RetryError). The first error met that
+// says something sets it:
+//   - a well-known sentinel (see the list below) is named: "io.EOF",
+//     "context.Canceled", "task.ErrUnknownTask";
+//   - a wrapped *Error gives its own Type;
+//   - an error of a named type gives its Go type: "*fs.PathError" (even
+//     when it wraps a sentinel: the named type says more), "mypkg.MyError".
+//
+// An *errors.errorString (errors.New, or fmt.Errorf without %w) that is
+// not a well-known sentinel says nothing: if nothing else in the chain
+// does, Type is the empty string.
+//
+// The well-known sentinels are context.Canceled, context.DeadlineExceeded,
+// errors.ErrUnsupported, io.EOF, io.ErrUnexpectedEOF, io.ErrShortWrite,
+// io.ErrShortBuffer, io.ErrNoProgress, io.ErrClosedPipe, os.ErrNotExist,
+// os.ErrExist, os.ErrPermission, os.ErrClosed, os.ErrInvalid (the same
+// errors as fs.ErrNotExist etc., named by their os names),
+// os.ErrDeadlineExceeded and the Err variables of this package
+// (task.ErrNotFinished, task.ErrUnknownTask, ...). A sentinel is
+// recognised where it is itself in the chain, not through an Is method.
 func NewError(err error) *Error {
 	if err == nil {
 		return nil
@@ -80,27 +124,99 @@ func NewError(err error) *Error {
 	return &Error{Type: errorType(err), Message: err.Error(), Traceback: errorChain(err)}
 }
 
-// errorType skips the standard library's anonymous wrappers, which say
-// nothing about what went wrong.
-func errorType(err error) string {
-	for {
-		t := reflect.TypeOf(err).String()
-		switch t {
-		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
-		default:
-			return t
+// wellKnownSentinels are the sentinel errors Error.Type names (see
+// NewError). Each error's dynamic type is comparable, so comparing any
+// error with them cannot panic. (database/sql's ErrNoRows is left out:
+// naming it would link database/sql into every program that uses tasks.)
+var wellKnownSentinels = []struct {
+	err  error
+	name string
+}{
+	{context.Canceled, "context.Canceled"},
+	{context.DeadlineExceeded, "context.DeadlineExceeded"},
+	{errors.ErrUnsupported, "errors.ErrUnsupported"},
+	{io.EOF, "io.EOF"},
+	{io.ErrUnexpectedEOF, "io.ErrUnexpectedEOF"},
+	{io.ErrShortWrite, "io.ErrShortWrite"},
+	{io.ErrShortBuffer, "io.ErrShortBuffer"},
+	{io.ErrNoProgress, "io.ErrNoProgress"},
+	{io.ErrClosedPipe, "io.ErrClosedPipe"},
+	{os.ErrNotExist, "os.ErrNotExist"},
+	{os.ErrExist, "os.ErrExist"},
+	{os.ErrPermission, "os.ErrPermission"},
+	{os.ErrClosed, "os.ErrClosed"},
+	{os.ErrInvalid, "os.ErrInvalid"},
+	{os.ErrDeadlineExceeded, "os.ErrDeadlineExceeded"},
+	{ErrNotFinished, "task.ErrNotFinished"},
+	{ErrResultNotFound, "task.ErrResultNotFound"},
+	{ErrResultMismatch, "task.ErrResultMismatch"},
+	{ErrInvalidTask, "task.ErrInvalidTask"},
+	{ErrUnknownBackend, "task.ErrUnknownBackend"},
+	{ErrUnknownTask, "task.ErrUnknownTask"},
+	{ErrNotSupported, "task.ErrNotSupported"},
+	{ErrNotCancellable, "task.ErrNotCancellable"},
+	{ErrCancelled, "task.ErrCancelled"},
+	{ErrDuplicateID, "task.ErrDuplicateID"},
+	{ErrMaybeEnqueued, "task.ErrMaybeEnqueued"},
+	{ErrDuplicate, "task.ErrDuplicate"},
+}
+
+// anonymousErrorTypes are the standard library's error types that carry a
+// message or wrap other errors but say nothing about what went wrong.
+var anonymousErrorTypes = map[string]bool{
+	"*errors.errorString": true,
+	"*errors.joinError":   true,
+	"*fmt.wrapError":      true,
+	"*fmt.wrapErrors":     true,
+}
+
+// maxErrorDepth bounds the walks of an error's chain.
+const maxErrorDepth = 32
+
+// errorType is Error.Type for err (see NewError): the first error of the
+// chain, outside in, that says something; the empty string if none does.
+func errorType(err error) string { return meaningfulType(err, 0) }
+
+func meaningfulType(err error, depth int) string {
+	if err == nil || depth > maxErrorDepth {
+		return ""
+	}
+	for _, s := range wellKnownSentinels {
+		if err == s.err {
+			return s.name
 		}
-		next := errors.Unwrap(err)
-		if next == nil {
-			if u, ok := err.(interface{ Unwrap() []error }); ok && len(u.Unwrap()) > 0 {
-				next = u.Unwrap()[0]
+	}
+	switch e := err.(type) {
+	case *Error:
+		if e == nil {
+			return ""
+		}
+		return e.Type
+	case *PermanentError:
+		if e == nil {
+			return ""
+		}
+		return meaningfulType(e.Err, depth+1)
+	case *RetryError:
+		if e == nil {
+			return ""
+		}
+		return meaningfulType(e.Err, depth+1)
+	}
+	if t := reflect.TypeOf(err).String(); !anonymousErrorTypes[t] {
+		return t
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return meaningfulType(u.Unwrap(), depth+1)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if t := meaningfulType(e, depth+1); t != "" {
+				return t
 			}
 		}
-		if next == nil {
-			return t
-		}
-		err = next
 	}
+	return ""
 }
 
 // errorChain renders the wrapped errors one per line, indented by depth.
@@ -109,7 +225,7 @@ func errorChain(err error) string {
 	var b strings.Builder
 	var walk func(err error, depth int)
 	walk = func(err error, depth int) {
-		if err == nil || depth > 32 {
+		if err == nil || depth > maxErrorDepth {
 			return
 		}
 		fmt.Fprintf(&b, "%s%T: %s\n", strings.Repeat("  ", depth), err, err.Error())

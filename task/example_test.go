@@ -93,7 +93,7 @@ func ExampleTask_EnqueueMany() {
 	// Output:
 	// COMPLETE 5 <nil>
 	// COMPLETE 2 <nil>
-	// FAILED 0 *errors.errorString: 7 is odd
+	// FAILED 0 7 is odd
 }
 
 // The DummyBackend stores tasks without running them, for testing code that
@@ -135,7 +135,7 @@ func ExampleResult_Value() {
 	_, err := res.Value()
 	var te *task.Error
 	if errors.As(err, &te) {
-		fmt.Println(res.Status, te.Type, te.Message)
+		fmt.Printf("%s %q %s\n", res.Status, te.Type, te.Message) // no Type: fmt.Errorf says nothing more
 	}
 
 	// On a backend that does not run the task at once, the result is not
@@ -147,7 +147,7 @@ func ExampleResult_Value() {
 	fmt.Println(res.Status, errors.Is(err, task.ErrNotFinished))
 	// Output:
 	// 21 <nil>
-	// FAILED *errors.errorString 3 is odd
+	// FAILED "" 3 is odd
 	// NEW true
 }
 

@@ -1,15 +1,18 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 )
 
 // Info describes the attempt a task is running in (django-tasks'
-// takes_context). Get it with InfoFrom.
+// takes_context). Get it with InfoFrom; ResultFrom gives the task's whole
+// result (times, earlier errors, limits).
 type Info struct {
 	ResultID string
 	TaskName string
@@ -26,16 +29,73 @@ func InfoFrom(ctx context.Context) (Info, bool) {
 	return i, ok
 }
 
+type resultKey struct{}
+
+// ResultFrom returns, inside a running task, its result as the backend
+// sees it when the attempt starts (django-tasks' TaskContext.task_result):
+// Status RUNNING, EnqueuedAt, StartedAt, Attempts (this one included),
+// WorkerIDs (this attempt's worker last), Errors (those of the earlier
+// attempts, oldest first), MaxAttempts and the other Limits, Queue,
+// Priority, Backend and the encoded Args (DecodeArgs works). FinishedAt is
+// zero and Err and Value are nil: the attempt has not finished. ok is false
+// outside a task.
+//
+// Each call returns a fresh deep copy: the task may change it, or hand it
+// to other goroutines, without touching the result its worker stores. It
+// is a snapshot and is not updated while the task runs.
+func ResultFrom(ctx context.Context) (*RawResult, bool) {
+	r, ok := ctx.Value(resultKey{}).(*RawResult)
+	if !ok {
+		return nil, false
+	}
+	return r.deepCopy(), true
+}
+
+// runningView is the snapshot of r that ResultFrom copies: r as it stands
+// when the attempt starts, without the outcome of an earlier attempt. It
+// shares r's Args (nothing writes to them) and its *Error values (never
+// changed once made), so that an attempt does not copy its arguments
+// unless the task asks for the view.
+func runningView(r *RawResult) *RawResult {
+	v := *r
+	v.WorkerIDs, v.Errors = slices.Clone(r.WorkerIDs), slices.Clone(r.Errors)
+	v.FinishedAt, v.Err, v.Value = time.Time{}, nil, nil
+	return &v
+}
+
+// deepCopy copies r and everything it points to but its serializer, so
+// that no change to the copy reaches r.
+func (r *RawResult) deepCopy() *RawResult {
+	c := *r
+	c.WorkerIDs = slices.Clone(r.WorkerIDs)
+	c.Args, c.Value = bytes.Clone(r.Args), bytes.Clone(r.Value)
+	if r.Err != nil {
+		e := *r.Err
+		c.Err = &e
+	}
+	if r.Errors != nil {
+		c.Errors = make([]*Error, len(r.Errors))
+		for i, e := range r.Errors {
+			if e != nil {
+				ec := *e
+				c.Errors[i] = &ec
+			}
+		}
+	}
+	return &c
+}
+
 // Execute runs the task r names, for backends and workers. r must be the
 // RUNNING result of a claimed task (StartedAt, Attempts and WorkerIDs set);
 // the last WorkerIDs entry is the worker running it.
 //
-// Execute fires the started hook, runs the task with Info in its context
-// (bounded by r.Timeout), recovers a panic, and sets r.FinishedAt and the
-// outcome: COMPLETE with r.Value; or, on failure, r.Err (also appended to
-// r.Errors) and either FAILED or, when the task may be retried, NEW with
-// r.RunAfter set to the time of the next attempt. It never panics. It does
-// not fire the finished hook: call Finished once the result is stored.
+// Execute fires the started hook, runs the task with Info and a snapshot
+// of r (see ResultFrom) in its context (bounded by r.Timeout), recovers a
+// panic, and sets r.FinishedAt and the outcome: COMPLETE with r.Value; or,
+// on failure, r.Err (also appended to r.Errors) and either FAILED or, when
+// the task may be retried, NEW with r.RunAfter set to the time of the next
+// attempt. It never panics. It does not fire the finished hook: call
+// Finished once the result is stored.
 //
 // A task that calls runtime.Goexit (directly, or through a helper such as
 // testing.T.FailNow) fails its attempt with ErrorTypeGoexit. Goexit cannot
@@ -49,6 +109,7 @@ func Execute(ctx context.Context, r *RawResult) {
 		info.WorkerID = r.WorkerIDs[n-1]
 	}
 	ctx = context.WithValue(ctx, infoKey{}, info)
+	ctx = context.WithValue(ctx, resultKey{}, runningView(r))
 	// Panics are recovered below (runRecovered, and around hooks), so the
 	// only way out of here that skips "returned = true" is runtime.Goexit:
 	// this deferred call is then the last code to run on this goroutine.
@@ -170,7 +231,11 @@ func goexitError() *Error {
 func panicError(p any, stack []byte) *Error {
 	e := &Error{Type: ErrorTypePanic, Message: fmt.Sprintf("panic: %v", p), Traceback: string(stack)}
 	if err, ok := p.(error); ok {
-		e.Type = errorType(err)
+		// The error's type when it says something (see NewError), else
+		// gotasks.Panic.
+		if t := errorType(err); t != "" {
+			e.Type = t
+		}
 		e.Message = "panic: " + err.Error()
 	}
 	return e
