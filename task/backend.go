@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -77,6 +78,15 @@ type BackendOptions struct {
 	// Running through a serializer even in-process catches arguments that
 	// could not travel to a real worker.
 	Serializer serializer.Serializer
+	// Logger receives the backend's log lines, with the attributes task,
+	// id, queue and backend (and attempt once a task runs), as the Redis
+	// worker writes them: "task enqueued" and "task started" at Debug,
+	// "task complete" at Info, "task failed" and "task attempt failed;
+	// will retry" at Warn (each with the error). The DummyBackend runs
+	// nothing and logs only its enqueues. nil means slog.Default() at the
+	// time of each line; to silence it, give a Logger whose handler
+	// discards, or whose level is above Warn.
+	Logger *slog.Logger
 }
 
 // Message is a serialized task on its way to a backend.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -32,6 +33,65 @@ func (m *memoryStore) Serializer() serializer.Serializer {
 		return serializer.Default
 	}
 	return m.opts.Serializer
+}
+
+// logger is where the backend logs: BackendOptions.Logger, else the
+// default logger of the moment.
+func (m *memoryStore) logger() *slog.Logger {
+	if m.opts.Logger != nil {
+		return m.opts.Logger
+	}
+	return slog.Default()
+}
+
+// logTask writes one line about r with the attributes the Redis worker
+// uses (task, id, queue, attempt once started) and the backend's name and
+// r's status (django-tasks' state=), followed by the key-value pairs of
+// extra. Nothing is built when the level is disabled.
+func (m *memoryStore) logTask(ctx context.Context, level slog.Level, msg string, r *RawResult, extra ...any) {
+	l := m.logger()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	args := []any{"task", r.TaskName, "id", r.ID, "queue", r.Queue}
+	if r.Attempts > 0 {
+		args = append(args, "attempt", r.Attempts)
+	}
+	args = append(args, "backend", m.name, "status", string(r.Status))
+	l.Log(ctx, level, msg, append(args, extra...)...)
+}
+
+// logEnqueued logs a message the backend stored (or, on the
+// ImmediateBackend, is about to run), or the one it did not store because
+// its id or unique key is taken.
+func (m *memoryStore) logEnqueued(ctx context.Context, msg *Message) {
+	if !m.logger().Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	r := &RawResult{ID: msg.ID, TaskName: msg.TaskName, Queue: msg.Queue, Status: StatusNew}
+	switch {
+	case msg.DuplicateOf != "":
+		m.logTask(ctx, slog.LevelDebug, "task not enqueued: duplicate of a unique task", r, "duplicate_of", msg.DuplicateOf)
+	case msg.Existing:
+		m.logTask(ctx, slog.LevelDebug, "task already enqueued (same id, name and arguments)", r)
+	case !msg.RunAfter.IsZero():
+		m.logTask(ctx, slog.LevelDebug, "task enqueued", r, "priority", msg.Priority, "run_after", msg.RunAfter.Format(time.RFC3339Nano))
+	default:
+		m.logTask(ctx, slog.LevelDebug, "task enqueued", r, "priority", msg.Priority)
+	}
+}
+
+// logOutcome logs the end of r's attempt as the Redis worker does.
+func (m *memoryStore) logOutcome(ctx context.Context, r *RawResult) {
+	d := r.FinishedAt.Sub(r.StartedAt)
+	switch r.Status {
+	case StatusComplete:
+		m.logTask(ctx, slog.LevelInfo, "task complete", r, "duration", d)
+	case StatusNew:
+		m.logTask(ctx, slog.LevelWarn, "task attempt failed; will retry", r, "duration", d, "error", failure(r.Err).Error(), "max_attempts", r.MaxAttempts)
+	default:
+		m.logTask(ctx, slog.LevelWarn, "task failed", r, "duration", d, "error", failure(r.Err).Error())
+	}
 }
 
 func (m *memoryStore) put(r *RawResult) {
@@ -85,6 +145,9 @@ type immediateBackend struct {
 // the default when nothing is configured, which makes tasks work in
 // development and tests without a worker. Arguments and return values still
 // go through the serializer, so what works here also works on Redis.
+//
+// It logs each task as the Redis worker does (see BackendOptions.Logger):
+// enqueued and started at Debug, complete at Info, failed at Warn.
 func NewImmediateBackend(name string, opts BackendOptions) Backend {
 	return &immediateBackend{memoryStore{name: name, opts: opts}}
 }
@@ -113,6 +176,7 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 		}
 		b.mu.Unlock()
 		if msg.DuplicateOf != "" {
+			b.logEnqueued(ctx, msg)
 			return nil
 		}
 		defer func() {
@@ -122,12 +186,15 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 		}()
 	}
 	r := NewRawResult(msg, b.Serializer())
+	b.logEnqueued(ctx, msg)
 	emit(ctx, hookEnqueued, r.clone())
 	// Retries (MaxAttempts) run at once: the caller is waiting.
 	for r.Status == StatusNew {
 		r.Status, r.StartedAt, r.Attempts = StatusRunning, time.Now(), r.Attempts+1
 		r.WorkerIDs = append(r.WorkerIDs, ImmediateWorkerID)
+		b.logTask(ctx, slog.LevelDebug, "task started", r)
 		executeApart(ctx, r)
+		b.logOutcome(ctx, r)
 	}
 	// Kept only until Task.Enqueue picks it up with take.
 	b.put(r)
@@ -166,7 +233,18 @@ func (b *immediateBackend) GetResult(ctx context.Context, id string) (*RawResult
 }
 
 // DummyBackend stores enqueued tasks without running them, for tests of
-// code that enqueues: inspect what was enqueued with Results.
+// code that enqueues: inspect what was enqueued with Results. It logs each
+// enqueue at Debug (see BackendOptions.Logger).
+//
+// Its results live in the memory of the process that enqueued them, as
+// django-tasks' DummyBackend's do: GetResult (and Result.Refresh,
+// Task.GetResult) finds them from anywhere in that process, which is all a
+// test needs, but another process has its own, empty, DummyBackend.
+// Features reports GetResult true all the same: no result is ever fetched
+// from another process in a test, and code that checks the flag before
+// reading results (Task's own handling of an id enqueued again, users'
+// tests of code that reads results) must take the same path on the
+// DummyBackend as on Redis.
 type DummyBackend struct {
 	memoryStore
 }
@@ -176,7 +254,8 @@ func NewDummyBackend(name string, opts BackendOptions) *DummyBackend {
 	return &DummyBackend{memoryStore{name: name, opts: opts}}
 }
 
-// Features: everything, since nothing runs.
+// Features: everything, since nothing runs. GetResult is true although
+// results are kept only in this process (see DummyBackend).
 func (d *DummyBackend) Features() Features {
 	return Features{Defer: true, GetResult: true, Priority: true}
 }
@@ -188,8 +267,16 @@ func (d *DummyBackend) SupportsUnique() bool { return true }
 // task. Nothing runs, so a unique task holds its key until Clear, or until
 // its UniqueFor window has passed.
 func (d *DummyBackend) Enqueue(ctx context.Context, msg *Message) error {
-	// One critical section, so that a concurrent duplicate sees the holder
-	// stored, not a key whose task does not exist yet.
+	if err := d.store(msg); err != nil {
+		return err
+	}
+	d.logEnqueued(ctx, msg)
+	return nil
+}
+
+// store is Enqueue's one critical section, so that a concurrent duplicate
+// sees the holder stored, not a key whose task does not exist yet.
+func (d *DummyBackend) store(msg *Message) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	msg.Existing = false
