@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
@@ -76,11 +77,15 @@ var (
 
 	// demo.record appends "<id> <attempt> <worker> <tag>" to the Redis list
 	// demo:executions when it starts and when it ends, so that tests can
-	// count executions and check their order and overlap.
+	// count executions and check their order and overlap. With
+	// $GOTASKS_DEMO_RECORD_FILE set, it appends those lines ("start ..." and
+	// "end ...") to that file instead, so that the record goes through no
+	// network (tests that break the worker's connection to Redis count
+	// executions that way), and returns 0.
 	recordTask = task.Define("demo.record", func(ctx context.Context, a SleepArgs) (int, error) {
 		info, _ := task.InfoFrom(ctx)
 		line := fmt.Sprintf("%s %d %s %s", info.ResultID, info.Attempt, info.WorkerID, a.Tag)
-		if err := recorder.RPush(ctx, "demo:executions", "start "+line).Err(); err != nil {
+		if _, err := record(ctx, "start "+line); err != nil {
 			return 0, fmt.Errorf("record start: %w", err)
 		}
 		select {
@@ -88,13 +93,37 @@ var (
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
-		n, err := recorder.RPush(context.WithoutCancel(ctx), "demo:executions", "end "+line).Result()
+		n, err := record(context.WithoutCancel(ctx), "end "+line)
 		if err != nil {
 			return 0, fmt.Errorf("record end: %w", err)
 		}
-		return int(n), nil
+		return n, nil
 	})
 )
+
+// recordFileEnv names the file demo.record appends its lines to instead of
+// Redis (see recordTask).
+const recordFileEnv = "GOTASKS_DEMO_RECORD_FILE"
+
+// record appends line to the record of executions: the list
+// demo:executions, whose length it returns, or the file named by
+// $GOTASKS_DEMO_RECORD_FILE (one write per line, appended, so that
+// several worker processes can share the file), and then it returns 0.
+func record(ctx context.Context, line string) (int, error) {
+	if path := os.Getenv(recordFileEnv); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		_, err = f.WriteString(line + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return 0, err
+	}
+	n, err := recorder.RPush(ctx, "demo:executions", line).Result()
+	return int(n), err
+}
 
 // recorder is the Redis demo.record writes to: the worker's own Redis.
 var recorder redis.UniversalClient
