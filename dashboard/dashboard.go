@@ -587,8 +587,9 @@ var funcs = template.FuncMap{
 		}
 		return short(d)
 	},
-	"pathq": url.PathEscape,
-	"btn":   func(token, id string) button { return button{token, id} },
+	"pathq":    url.PathEscape,
+	"btn":      func(token, id string) button { return button{token, id} },
+	"attempts": AttemptsLine,
 }
 
 // button is what the retry and cancel forms need.
