@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/scheduler"
 	"github.com/gotasks/gotasks/serializer"
@@ -1021,6 +1023,62 @@ func TestNetworkClaimsWhoseRepliesAreLostDoNotCountAsLostDeliveries(t *testing.T
 	}
 }
 
+// Claims handed back unstarted (Unclaim, here with its reply lost and sent
+// again each time) are not deliveries either: after three of them, a worker
+// with MaxRedeliveries 1 runs the task, once, and its attempt number is
+// past the three handed back (never used twice).
+func TestNetworkClaimsHandedBackUnstartedDoNotCountAsLostDeliveries(t *testing.T) {
+	w := newNetWorld(t)
+	res, err := netEchoTask.Using(task.Queue(w.Q)).Enqueue(w.ctx, "handed back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const handBacks = 3
+	for i := range handBacks {
+		r := w.claimNet("w-hand", 1)[0]
+		w.Drop.arm(1, netHas(netBulk(netTag(w.Q)+":running"), netBulk(res.ID)), nil)
+		if _, err := w.NB.Unclaim(w.ctx, w.Q, []*task.RawResult{r}); err != nil {
+			t.Fatalf("Unclaim %d whose reply was lost: %v", i+1, err)
+		}
+		w.Drop.disarm()
+		if p := w.where(res.ID); !p.Live || p.Ready != 1 || p.Running {
+			t.Fatalf("after Unclaim %d the task is %v; want ready, once", i+1, p)
+		}
+	}
+	w.wantLost(handBacks)
+	var logBuf netSyncBuffer
+	wk := worker.New(w.NB, worker.Options{
+		Queues: []string{w.Q}, Concurrency: 1, WorkerID: "w-run", MaxRedeliveries: 1,
+		Logger: slog.New(slog.NewTextHandler(&logBuf, nil)),
+	})
+	ctx, cancel := context.WithCancel(w.ctx)
+	done := make(chan error, 1)
+	go func() { done <- wk.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("the worker did not stop")
+		}
+		if t.Failed() {
+			t.Logf("worker log:\n%s", tail(logBuf.Bytes(), 6000))
+		}
+	}()
+	r := w.waitStatus(w.B, res.ID, 30*time.Second, task.StatusComplete, task.StatusFailed)
+	runs := int64(0)
+	if n, ok := netEchoRuns.Load(res.ID); ok {
+		runs = n.(*atomic.Int64).Load()
+	}
+	t.Logf("after %d claims handed back: %s, attempts %d, workers %v, error %v; ran %d times", handBacks, r.Status, r.Attempts, r.WorkerIDs, r.Err, runs)
+	if r.Status != task.StatusComplete || runs != 1 {
+		t.Errorf("task: %s (%v), ran %d times; want COMPLETE, once: claims handed back unstarted are not lost deliveries", r.Status, r.Err, runs)
+	}
+	if r.Attempts != handBacks+1 {
+		t.Errorf("the run's attempt number is %d; want %d, past the %d claims handed back", r.Attempts, handBacks+1, handBacks)
+	}
+}
+
 // sameSet reports whether a and b hold the same strings, each once.
 func sameSet(a, b []string) bool {
 	if len(a) != len(b) {
@@ -1030,4 +1088,129 @@ func sameSet(a, b []string) bool {
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y) && len(slices.Compact(x)) == len(a)
+}
+
+// ---------------------------------------------------------------------------
+// a Redis that keeps forgetting its scripts
+
+// TestScriptFlushInALoopFailsNoCallAndLosesNoTask: SCRIPT FLUSH every
+// millisecond, from a client of its own, while a producer enqueues batches
+// for a few seconds and two worker processes run them, until the queue is
+// drained. Every EVALSHA may meet NOSCRIPT: no call may fail with it (the
+// producer's, or the workers': their logs would say), nothing may panic,
+// and every task completes, once.
+func TestScriptFlushInALoopFailsNoCallAndLosesNoTask(t *testing.T) {
+	rec := netRecordFile(t)
+	e := newEnv(t)
+	const queue, batch, produceFor = "flush", 20, 3 * time.Second
+	ws := make([]*workerProc, 2)
+	for i := range ws {
+		id := fmt.Sprintf("flush-w%d", i+1)
+		ws[i] = e.startWorker(workerConfig{ID: id, Queues: []string{queue, probeQueue(id)}, Concurrency: 8})
+	}
+	for _, w := range ws {
+		e.waitReady(w)
+	}
+
+	flusher := redis.NewClient(&redis.Options{Addr: e.Redis.Addr()})
+	defer flusher.Close()
+	var flushes atomic.Int64
+	var flushErr atomic.Value
+	stopFlush := make(chan struct{})
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopFlush:
+				return
+			case <-tick.C:
+			}
+			if err := flusher.ScriptFlush(context.Background()).Err(); err != nil {
+				flushErr.Store(err)
+				return
+			}
+			flushes.Add(1)
+		}
+	}()
+	stop := sync.OnceFunc(func() { close(stopFlush); <-flushDone })
+	defer stop()
+
+	tk := recordTask.Using(task.Queue(queue))
+	var ids []string
+	calls, failed := 0, 0
+	for start := time.Now(); time.Since(start) < produceFor; calls++ {
+		args := make([]sleepArgs, batch)
+		for j := range args {
+			args[j] = sleepArgs{Ms: j % 3, Tag: fmt.Sprintf("flush-%d-%d", calls, j)}
+		}
+		rs, err := tk.EnqueueMany(e.ctx, args)
+		if err != nil {
+			if failed++; failed <= 5 {
+				t.Errorf("EnqueueMany %d while scripts are flushed: %v", calls, err)
+			}
+			continue
+		}
+		for _, r := range rs {
+			ids = append(ids, r.ID)
+		}
+		time.Sleep(10 * time.Millisecond) // the producer's pace
+	}
+	// Flushing goes on until every task is finished: claims, finishes and
+	// renewals meet it too.
+	e.eventually(60*time.Second, "queue "+queue+" is drained, the workers alive", func() (bool, string) {
+		for _, w := range ws {
+			if !w.Running() {
+				t.Fatalf("worker %s exited while scripts were flushed: %v\n%s", w.ID, w.state, tail([]byte(w.Log()), 3000))
+			}
+		}
+		c, err := e.B.Count(e.ctx, queue)
+		if err != nil {
+			return false, err.Error()
+		}
+		return c.Pending+c.Deferred+c.Running == 0, fmt.Sprintf("%+v", c)
+	})
+	stop()
+	if err, _ := flushErr.Load().(error); err != nil {
+		t.Fatalf("SCRIPT FLUSH: %v", err)
+	}
+
+	bad := 0
+	for _, r := range e.results(e.B, ids) {
+		if r.Status != task.StatusComplete || r.Attempts != 1 {
+			if bad++; bad <= 10 {
+				t.Errorf("task %s: %s (%v), attempts %d; want COMPLETE after 1 attempt", r.ID, r.Status, r.Err, r.Attempts)
+			}
+		}
+	}
+	starts := map[string]int{}
+	for _, x := range netExecutions(t, rec) {
+		if x.Kind == "start" {
+			starts[x.ID]++
+		}
+	}
+	for _, id := range ids {
+		if starts[id] != 1 {
+			if bad++; bad <= 20 {
+				t.Errorf("task %s started %d times; want once", id, starts[id])
+			}
+		}
+	}
+	for _, w := range ws {
+		log := w.Log()
+		for _, s := range []string{"NOSCRIPT", "panic"} {
+			if strings.Contains(log, s) {
+				t.Errorf("worker %s's log mentions %s:\n%s", w.ID, s, tail([]byte(strings.Join(w.LogLines(s), "\n")), 3000))
+			}
+		}
+		if !w.Running() {
+			t.Errorf("worker %s is gone", w.ID)
+		}
+	}
+	if flushes.Load() < 500 {
+		t.Errorf("only %d SCRIPT FLUSH commands: the scripts were not flushed often enough to test anything", flushes.Load())
+	}
+	t.Logf("%d SCRIPT FLUSH; %d EnqueueMany calls (%d failed) of %d tasks, all drained; %d problems", flushes.Load(), calls, failed, len(ids), bad)
 }
