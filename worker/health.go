@@ -3,14 +3,12 @@ package worker
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/gotasks/gotasks/internal/httpserve"
 )
 
-// Health endpoints served by --health-addr.
+// Health endpoints: HealthHandler serves them (the worker command's
+// --health-addr, see package cli).
 const (
 	// LivenessPath answers 200 while the process serves HTTP. It does not
 	// look at Redis: a Redis outage must not make an orchestrator restart
@@ -25,8 +23,8 @@ const (
 	ReadinessTimeout = 900 * time.Millisecond
 )
 
-// HealthHandler returns the handler of --health-addr: LivenessPath and
-// ReadinessPath. ping checks Redis (the broker's Check); readiness fails
+// HealthHandler returns the health probes' handler (the worker command's
+// --health-addr): LivenessPath and ReadinessPath. ping checks Redis (the broker's Check); readiness fails
 // from the moment stopping is closed (pass the worker's ctx.Done(), so a
 // draining worker leaves the load balancer's rotation at once). A nil
 // stopping channel never closes.
@@ -60,29 +58,4 @@ func writePlain(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = fmt.Fprintln(w, body)
-}
-
-// healthShutdownTimeout bounds the wait for in-flight probes when the
-// health server stops; a readiness probe takes at most ReadinessTimeout.
-const healthShutdownTimeout = 2 * time.Second
-
-// startHealthServer listens on addr before returning, so that a taken port
-// is an error of the caller rather than a log line nobody reads while the
-// orchestrator restarts the pod for failing probes. stop shuts the server
-// down and waits for it.
-func startHealthServer(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
-	// Probes are tiny.
-	srv, err := httpserve.Start("health server", addr, h,
-		httpserve.Timeouts{ReadHeader: 5 * time.Second, Read: 5 * time.Second, Write: 5 * time.Second, Idle: 30 * time.Second}, log)
-	if err != nil {
-		return nil, fmt.Errorf("--health-addr: %w", err)
-	}
-	log.Info("health server listening", "addr", srv.Addr(), "liveness", LivenessPath, "readiness", ReadinessPath)
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), healthShutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			log.Warn("health server did not stop cleanly", "err", err)
-		}
-	}, nil
 }

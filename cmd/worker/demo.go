@@ -4,39 +4,52 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/cli"
 	"github.com/gotasks/gotasks/dashboard"
 	"github.com/gotasks/gotasks/task"
 	"github.com/gotasks/gotasks/worker"
 )
 
-// runDemo runs an embedded in-memory Redis, enqueues demo tasks with
-// different priorities, a deferred one and a failing one, runs them on a
-// worker in this process and prints their results.
-func runDemo(cfg worker.Config) int {
-	if err := demo(cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		return 1
-	}
-	return 0
+// demoCommand is `worker demo`.
+var demoCommand = cli.Command{
+	Name:    "demo",
+	Summary: "run demo tasks on an embedded in-memory Redis and print their results",
+	Help: `
+Starts an embedded in-memory Redis, enqueues demo tasks with different
+priorities, a deferred one and a failing one, runs them on a worker in this
+process and prints their results. Nothing else is needed: no Redis server.
+
+Examples:
+  PROG demo
+  PROG demo --dashboard-addr :8080   # then its dashboard, until Ctrl-C
+`,
+	Flags: []string{"log-format", "log-level", "dashboard-addr", "dashboard-token"},
+	Run: func(ctx context.Context, cfg cli.Config, _ *slog.Logger) error {
+		return demo(ctx, cfg, os.Stdout)
+	},
 }
 
-func demo(cfg worker.Config, out io.Writer) error {
+// demo runs an embedded in-memory Redis, enqueues demo tasks with
+// different priorities, a deferred one and a failing one, runs them on a
+// worker in this process and prints their results to out.
+func demo(ctx context.Context, cfg cli.Config, out io.Writer) error {
 	demoStart = time.Now()
-	log := cfg.NewLogger(os.Stderr)
 	if cfg.LogLevel == "info" { // the demo prints its own progress and results
 		cfg.LogLevel = "error"
-		log = cfg.NewLogger(os.Stderr)
 	}
-	ctx, stop := worker.SignalContext(log)
-	defer stop()
-
-	b, closeRedis, err := worker.OpenRedis("memory://", broker.Options{Prefix: cfg.Prefix}, 32, log)
+	log := cfg.NewLogger(os.Stderr)
+	// The settings of the environment (prefix, serializer, ...), on an
+	// embedded Redis.
+	bc := cfg.Broker
+	bc.URL, bc.Conn = "memory://", broker.ConnOptions{PoolSize: 32}
+	b, closeRedis, err := cli.OpenRedis(bc, log)
 	if err != nil {
 		return err
 	}
@@ -157,9 +170,9 @@ func demo(cfg worker.Config, out io.Writer) error {
 	if cfg.DashboardAddr != "" {
 		// The in-memory Redis lives as long as this process: keep it, and
 		// the dashboard over it, until Ctrl-C.
-		addr, _, _ := dashboard.ListenAddr(cfg.DashboardAddr) // checked by ParseFlags
+		addr, _, _ := dashboard.ListenAddr(cfg.DashboardAddr) // checked with the flags
 		fmt.Fprintf(out, "\nThe dashboard of this in-memory Redis: http://%s/ (Ctrl-C to stop)\n", addr)
-		return worker.ServeDashboard(ctx, cfg, b, log)
+		return cli.ServeDashboard(ctx, cfg, b, log)
 	}
 	return nil
 }

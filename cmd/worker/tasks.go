@@ -10,9 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/task"
-	"github.com/gotasks/gotasks/worker"
 )
 
 // The demo tasks. A real worker defines its own tasks in its own packages;
@@ -127,13 +125,3 @@ func record(ctx context.Context, line string) (int, error) {
 
 // recorder is the Redis demo.record writes to: the worker's own Redis.
 var recorder redis.UniversalClient
-
-func openRecorder(cfg worker.Config) error {
-	// The same connection settings as the worker's (TLS, ACL user).
-	c, err := broker.NewClient(cfg.RedisURL, cfg.ConnOptions(0))
-	if err != nil {
-		return fmt.Errorf("recorder: %w", err)
-	}
-	recorder = c
-	return nil
-}

@@ -37,6 +37,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/cli"
 	"github.com/gotasks/gotasks/task"
 	"github.com/gotasks/gotasks/worker"
 )
@@ -349,12 +350,13 @@ func TestDockerignoreKeepsSources(t *testing.T) {
 }
 
 // parseWorkerArgs parses args with the worker command's real flag parser.
-func parseWorkerArgs(t *testing.T, where string, args []string) worker.Config {
+func parseWorkerArgs(t *testing.T, where string, args []string) cli.Config {
 	t.Helper()
-	t.Setenv("GOTASKS_REDIS_URL", "")
-	t.Setenv("GOTASKS_REDIS_PASSWORD", "")
+	for _, v := range broker.EnvVars() {
+		t.Setenv(v, "")
+	}
 	var out bytes.Buffer
-	cfg, err := worker.ParseFlags("worker", args, &out)
+	cfg, err := cli.ParseFlags("worker", args, &out)
 	if err != nil {
 		t.Fatalf("%s: the worker rejects its arguments %q: %v\n%s", where, args, err, out.String())
 	}
@@ -362,7 +364,7 @@ func parseWorkerArgs(t *testing.T, where string, args []string) worker.Config {
 }
 
 // healthPort returns the port of cfg's --health-addr.
-func healthPort(t *testing.T, where string, cfg worker.Config) int {
+func healthPort(t *testing.T, where string, cfg cli.Config) int {
 	t.Helper()
 	if cfg.HealthAddr == "" {
 		t.Fatalf("%s: no --health-addr", where)
@@ -498,7 +500,7 @@ func TestCompose(t *testing.T) {
 	}
 	cfg := parseWorkerArgs(t, where, append(slices.Clone(entry[1:]), words(t, where+" command", w.Command)...))
 	healthPort(t, where, cfg)
-	hostIsService(t, where, cfg.RedisURL, c)
+	hostIsService(t, where, cfg.Broker.URL, c)
 	grace, err := time.ParseDuration(w.StopGrace)
 	if err != nil {
 		t.Fatalf("%s: stop_grace_period %q: %v (compose's default of 10s would cut the shutdown short)", where, w.StopGrace, err)
@@ -736,7 +738,7 @@ func TestKubernetesWorker(t *testing.T) {
 	if !secret {
 		t.Errorf("%s: GOTASKS_REDIS_PASSWORD does not come from a Secret", where)
 	}
-	if cfg.RedisPassword != "" || strings.Contains(strings.Join(c.Args, " "), "password") {
+	if cfg.Broker.Conn.Password != "" || strings.Contains(strings.Join(c.Args, " "), "password") {
 		t.Errorf("%s: a password in the args is visible to anyone who can read the pod", where)
 	}
 	if len(c.Resources.Requests) == 0 || c.Resources.Limits["memory"] == "" {

@@ -1,4 +1,4 @@
-package worker
+package cli
 
 import (
 	"bufio"
@@ -10,194 +10,286 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/dashboard"
 	"github.com/gotasks/gotasks/serializer"
 	"github.com/gotasks/gotasks/task"
 )
 
-// Exit codes of Admin (and Main).
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
-)
-
-// adminCommands lists the admin commands with a one-line summary, in the
-// order the usage shows them.
-var adminCommands = []struct{ name, args, summary string }{
-	{"queues", "", "every queue: pending, deferred and running counts, age of the oldest and the next pending task"},
-	{"tasks", "--queue Q [--state pending|deferred|running|failed] [--limit N] [--offset N]", "a page of a queue's unfinished or failed tasks"},
-	{"show", "ID", "one task or result: status, times, workers, every attempt's error, the return value"},
-	{"retry", "ID", "run a FAILED task again, under the same id"},
-	{"cancel", "ID", "cancel a task that has not started (NEW, deferred or waiting for a retry)"},
-	{"purge", "--queue Q [--yes]", "remove every pending and deferred task of a queue (asks for confirmation)"},
-	{"prune", "[--min-age-days N] [--failed-min-age-days N] [--queue Q] [--dry-run]", "delete old finished results (django-tasks' prune_db_task_results)"},
+// adminCommand is one `admin` command.
+type adminCommand struct {
+	name, args, summary string
+	examples            []string // after "prog admin "
+	flags               []adminFlag
+	shared              []string // flags of flagDefs it takes besides the connection flags
+	wantID              bool
+	run                 func(a *adminRun, ctx context.Context) error
 }
 
-// Admin is the `worker admin` command: inspection and maintenance of the
-// queues of a Redis backend. args are the arguments after "admin" (the
-// command and its flags). Prompts and progress go to stderr, results to
-// stdout; purge reads its confirmation from stdin. It returns the exit
-// code: 0 when the operation succeeded, 1 when it failed or was refused or
-// not confirmed, 2 for bad usage.
-func Admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		adminUsage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
+// adminFlag is a flag of one admin command.
+type adminFlag struct {
+	name, arg, usage, def string
+	bind                  func(fs *flag.FlagSet, name string, a *adminRun)
+}
+
+func (c adminCommand) flagNames() []string {
+	names := slices.Concat(connFlags, c.shared, []string{"json"})
+	for _, f := range c.flags {
+		names = append(names, f.name)
 	}
-	a := &adminRun{name: "worker admin " + args[0], stdin: stdin, stdout: stdout, stderr: stderr}
-	var run func(context.Context) error
-	switch args[0] {
-	case "queues":
-		run = a.queues
-	case "tasks":
-		a.fs().StringVar(&a.queue, "queue", "", "queue to list (required)")
-		a.fs().StringVar(&a.state, "state", string(broker.StatePending), "pending, deferred, running or failed")
-		a.fs().IntVar(&a.limit, "limit", 50, "list at most this many tasks")
-		a.fs().IntVar(&a.offset, "offset", 0, "skip this many tasks first")
-		run = a.tasks
-	case "show":
-		a.wantID = true
-		run = a.show
-	case "retry":
-		a.wantID = true
-		run = a.retry
-	case "cancel":
-		a.wantID = true
-		run = a.cancel
-	case "purge":
-		a.fs().StringVar(&a.queue, "queue", "", "queue to purge (required)")
-		a.fs().BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
-		run = a.purge
-	case "prune":
-		a.fs().IntVar(&a.minAgeDays, "min-age-days", 14, "delete results that finished at least this many days ago")
-		a.fs().IntVar(&a.failedMinAgeDays, "failed-min-age-days", -1, "the same for FAILED results (default: --min-age-days)")
-		a.fs().StringVar(&a.queue, "queue", "", "only this queue (default: every queue)")
-		a.fs().BoolVar(&a.dryRun, "dry-run", false, "only count the results that would be deleted")
-		run = a.prune
-	default:
-		fmt.Fprintf(stderr, "worker admin: unknown command %q\n\n", args[0])
-		adminUsage(stderr)
+	return names
+}
+
+var (
+	queueFlag = func(usage, def string) adminFlag {
+		return adminFlag{name: "queue", arg: "Q", usage: usage, def: def,
+			bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.StringVar(&a.queue, name, "", "") }}
+	}
+	adminCommands = []adminCommand{
+		{name: "queues", summary: "every queue: pending, deferred and running counts, age of the oldest and the next pending task",
+			examples: []string{"queues", "queues --json"}, run: (*adminRun).queues},
+		{name: "tasks", args: "--queue Q [--state pending|deferred|running|failed] [--limit N] [--offset N]",
+			summary:  "a page of a queue's unfinished or failed tasks",
+			examples: []string{"tasks --queue emails", "tasks --queue emails --state failed --limit 10"},
+			flags: []adminFlag{
+				queueFlag("the queue to list (required)", ""),
+				{name: "state", arg: "STATE", usage: "pending, deferred, running or failed", def: string(broker.StatePending),
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) {
+						fs.StringVar(&a.state, name, string(broker.StatePending), "")
+					}},
+				{name: "limit", arg: "N", usage: "list at most this many tasks", def: "50",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.IntVar(&a.limit, name, 50, "") }},
+				{name: "offset", arg: "N", usage: "skip this many tasks first", def: "0",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.IntVar(&a.offset, name, 0, "") }},
+			}, run: (*adminRun).tasks},
+		{name: "show", args: "ID", summary: "one task or result: status, times, workers, every attempt's error, the return value",
+			examples: []string{"show 01J9Z3X1Y2", "show 01J9Z3X1Y2 --json"}, wantID: true, run: (*adminRun).show},
+		{name: "retry", args: "ID", summary: "run a FAILED task again, under the same id",
+			examples: []string{"retry 01J9Z3X1Y2"}, wantID: true, run: (*adminRun).retry},
+		{name: "cancel", args: "ID", summary: "cancel a task that has not started (NEW, deferred or waiting for a retry)",
+			examples: []string{"cancel 01J9Z3X1Y2"}, wantID: true, shared: []string{"result-ttl"}, run: (*adminRun).cancel},
+		{name: "purge", args: "--queue Q [--yes]", summary: "remove every pending and deferred task of a queue (asks for confirmation)",
+			examples: []string{"purge --queue emails", "purge --queue emails --yes --json"},
+			flags: []adminFlag{
+				queueFlag("the queue to purge (required)", ""),
+				{name: "yes", usage: "do not ask for confirmation",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.BoolVar(&a.yes, name, false, "") }},
+			}, run: (*adminRun).purge},
+		{name: "prune", args: "[--min-age-days N] [--failed-min-age-days N] [--queue Q] [--dry-run]",
+			summary:  "delete old finished results (django-tasks' prune_db_task_results)",
+			examples: []string{"prune --dry-run", "prune --min-age-days 7 --failed-min-age-days 30 --queue emails"},
+			flags: []adminFlag{
+				{name: "min-age-days", arg: "N", usage: "delete results that finished at least this many days ago", def: "14",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.IntVar(&a.minAgeDays, name, 14, "") }},
+				{name: "failed-min-age-days", arg: "N", usage: "the same for FAILED results", def: "--min-age-days",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.IntVar(&a.failedMinAgeDays, name, 0, "") }},
+				queueFlag("only this queue; * for every queue", "*, every queue"),
+				{name: "dry-run", usage: "only count the results that would be deleted",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.BoolVar(&a.dryRun, name, false, "") }},
+			}, run: (*adminRun).prune},
+	}
+)
+
+func adminCommandNamed(name string) (adminCommand, bool) {
+	i := slices.IndexFunc(adminCommands, func(c adminCommand) bool { return c.name == name })
+	if i < 0 {
+		return adminCommand{}, false
+	}
+	return adminCommands[i], true
+}
+
+// Admin is the admin command: inspection and maintenance of the queues of
+// a Redis backend. args are the arguments after "admin" (the command and
+// its flags). Prompts and progress go to stderr, results to stdout; purge
+// reads its confirmation from stdin. It returns the exit code: 0 when the
+// operation succeeded, 1 when it failed, was refused or not confirmed, 2
+// for bad usage. With --json, results and errors are JSON on stdout: an
+// error is {"error": "..."}, with the same exit code.
+func Admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return admin(ctx, "worker", args, stdin, stdout, stderr)
+}
+
+// adminMain runs the admin command for Program.Main, with the process's
+// signals, and go-redis' log lines through a logger on stderr.
+func adminMain(prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	log := Config{LogFormat: "text", LogLevel: "warn"}.NewLogger(stderr)
+	broker.SetRedisLogger(log)
+	ctx, stop := SignalContext(log)
+	defer stop()
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	return admin(ctx, prog, args, stdin, stdout, stderr)
+}
+
+// wantsJSON reports whether args ask for JSON output, for errors found
+// before the flags are parsed.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "json" {
+			b, err := strconv.ParseBool(v)
+			return !hasValue || (err == nil && b)
+		}
+	}
+	return false
+}
+
+func admin(ctx context.Context, prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &adminRun{prog: prog, name: prog + " admin", stdin: stdin, stdout: stdout, stderr: stderr, json: wantsJSON(args)}
+	if len(args) == 0 {
+		if a.json {
+			return a.fail(exitUsage, errors.New("want a command: "+adminCommandList()))
+		}
+		adminUsage(stderr, prog)
 		return exitUsage
 	}
-	cfg, err := a.parse(args[1:])
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if args[0] == "help" && len(args) > 1 {
+			return admin(ctx, prog, []string{args[1], "--help"}, stdin, stdout, stderr)
+		}
+		adminUsage(stdout, prog)
+		return exitOK
+	}
+	c, ok := adminCommandNamed(args[0])
+	if !ok {
+		err := fmt.Errorf("unknown command %q (want %s)", args[0], adminCommandList())
+		if a.json {
+			return a.fail(exitUsage, err)
+		}
+		fmt.Fprintf(stderr, "%s: %v\n\n", a.name, err)
+		adminUsage(stderr, prog)
+		return exitUsage
+	}
+	a.cmd, a.name = c, prog+" admin "+c.name
+	err := a.parse(args[1:])
 	if errors.Is(err, flag.ErrHelp) {
+		a.help(stdout)
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", a.name, err)
-		return exitUsage
+		return a.fail(exitUsage, err)
 	}
 	// One connection suffices: the commands run one operation at a time.
-	b, err := broker.OpenWith(cfg.RedisURL, broker.Options{Prefix: cfg.Prefix}, cfg.ConnOptions(1))
+	bc := a.cfg.Broker
+	bc.Conn.PoolSize = 1
+	b, err := bc.Open()
 	if err != nil {
 		// broker's errors carry the redacted URL, never the password.
-		fmt.Fprintf(stderr, "%s: --redis-url: %v\n", a.name, err)
-		return exitFailed
+		return a.fail(exitFailed, fmt.Errorf("--redis-url: %w", err))
 	}
 	defer func() { _ = b.Close() }()
 	a.b = b
-	if err := run(ctx); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", a.name, err)
-		return exitFailed
+	if err := c.run(a, ctx); err != nil {
+		return a.fail(exitFailed, err)
 	}
 	return exitOK
 }
 
-func adminUsage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: worker admin <command> [flags]")
-	fmt.Fprintln(w)
+func adminCommandList() string {
+	var names []string
+	for _, c := range adminCommands {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func adminUsage(w io.Writer, prog string) {
+	fmt.Fprintf(w, "Usage: %s admin COMMAND [flags]\n\n", prog)
 	fmt.Fprintln(w, "Inspects and maintains the queues of a gotasks Redis backend. Commands:")
 	fmt.Fprintln(w)
 	for _, c := range adminCommands {
 		fmt.Fprintf(w, "  %s %s\n      %s\n", c.name, c.args, c.summary)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every command takes the worker's connection flags (--redis-url, --redis-username,")
-	fmt.Fprintln(w, "--redis-password or $GOTASKS_REDIS_PASSWORD, --tls-*, --prefix) and --json for")
-	fmt.Fprintln(w, "machine-readable output; see `worker admin <command> --help`. Exit status: 0 done,")
-	fmt.Fprintln(w, "1 failed, refused or not confirmed, 2 bad usage.")
+	fmt.Fprintf(w, `
+Every command takes the connection flags (--redis-url, --redis-username,
+--redis-password, --tls-*, --prefix, or their variables: see '%[1]s help')
+and --json: results as JSON on stdout, and errors as {"error": "..."} on
+stdout too. See '%[1]s help admin COMMAND' for a command's flags.
+Exit status: 0 done, 1 failed, refused or not confirmed, 2 bad usage.
+
+Examples:
+  %[1]s admin queues
+  %[1]s admin tasks --queue emails --state failed
+  %[1]s admin show ID --json
+`, prog)
 }
 
 // adminRun is one admin command: its flags and where it writes.
 type adminRun struct {
-	name                   string
-	stdin                  io.Reader
-	stdout, stderr         io.Writer
-	flags                  *flag.FlagSet
-	b                      *broker.Redis
-	json                   bool
-	wantID                 bool
-	id                     string
-	queue, state           string
-	limit, offset          int
-	yes, dryRun            bool
-	minAgeDays             int
-	failedMinAgeDays       int
-	connFlagNames          []string
-	redisURL, redisUser    string
-	redisPassword, prefix  string
-	tlsCA, tlsCert, tlsKey string
-	tlsServerName          string
-	tlsSkipVerify          bool
+	prog, name       string
+	cmd              adminCommand
+	stdin            io.Reader
+	stdout, stderr   io.Writer
+	set              *flagSet
+	cfg              *Config
+	b                *broker.Redis
+	json             bool
+	id               string
+	queue, state     string
+	limit, offset    int
+	yes, dryRun      bool
+	minAgeDays       int
+	failedMinAgeDays int
 }
 
-func (a *adminRun) fs() *flag.FlagSet {
-	if a.flags == nil {
-		a.flags = flag.NewFlagSet(a.name, flag.ContinueOnError)
-		a.flags.SetOutput(a.stderr)
+// fail reports err and returns code: as {"error": "..."} on stdout with
+// --json, else on stderr.
+func (a *adminRun) fail(code int, err error) int {
+	if a.json {
+		_ = json.NewEncoder(a.stdout).Encode(map[string]string{"error": err.Error()})
+		return code
 	}
-	return a.flags
+	fmt.Fprintf(a.stderr, "%s: %v\n", a.name, err)
+	if code == exitUsage {
+		fmt.Fprintf(a.stderr, "Run '%s help admin %s' for its flags.\n", a.prog, a.cmd.name)
+	}
+	return code
 }
 
-// parse parses the command's flags, the connection flags and --json. The
-// connection flags are handed on to ParseFlags, so that their defaults
-// from the environment and their checks (URL, TLS) are the worker's own.
-func (a *adminRun) parse(args []string) (Config, error) {
-	fs := a.fs()
-	fs.BoolVar(&a.json, "json", false, "print JSON instead of a table")
-	conn := []struct {
-		name, usage string
-		p           *string
-	}{
-		{"redis-url", "Redis URL, as the worker's (default from $GOTASKS_REDIS_URL, else redis://127.0.0.1:6379/0)", &a.redisURL},
-		{"redis-username", "Redis ACL user (overrides the URL's)", &a.redisUser},
-		{"redis-password", "Redis password (overrides the URL's; default from $GOTASKS_REDIS_PASSWORD, which is safer)", &a.redisPassword},
-		{"tls-ca", "PEM file of the CAs that verify the server; needs rediss://", &a.tlsCA},
-		{"tls-cert", "PEM client certificate; needs rediss://", &a.tlsCert},
-		{"tls-key", "PEM key of --tls-cert", &a.tlsKey},
-		{"tls-server-name", "name to verify the server's certificate against", &a.tlsServerName},
-		{"prefix", "key prefix, as the worker's (default " + broker.DefaultPrefix + ")", &a.prefix},
+func (a *adminRun) help(w io.Writer) {
+	c := a.cmd
+	fmt.Fprintf(w, "Usage: %s %s\n\n%s.\n\nExamples:\n", a.name, c.args, strings.ToUpper(c.summary[:1])+c.summary[1:])
+	for _, e := range c.examples {
+		fmt.Fprintf(w, "  %s admin %s\n", a.prog, e)
 	}
-	for _, c := range conn {
-		fs.StringVar(c.p, c.name, "", c.usage)
-		a.connFlagNames = append(a.connFlagNames, c.name)
+	fmt.Fprintf(w, "\nFlags:\n")
+	for _, f := range c.flags {
+		printFlag(w, f.name, f.arg, f.usage, f.def)
 	}
-	fs.BoolVar(&a.tlsSkipVerify, "tls-skip-verify", false, "do not verify the server's certificate: FOR TESTING ONLY")
-	a.connFlagNames = append(a.connFlagNames, "tls-skip-verify")
-	usage := ""
-	for _, c := range adminCommands {
-		if a.name == "worker admin "+c.name {
-			usage = c.args + "\n\n" + c.summary
-		}
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(a.stderr, "Usage: %s [flags] %s\n\nFlags:\n", a.name, usage)
-		fs.PrintDefaults()
+	printFlag(w, "json", "", "print JSON on stdout: the result, or {\"error\": \"...\"}", "")
+	printFlags(w, "admin", slices.Concat(c.shared, connFlags))
+}
+
+// parse parses the command's flags, the connection flags and --json, over
+// the environment's settings.
+func (a *adminRun) parse(args []string) error {
+	s := newFlagSet("admin "+a.cmd.name, slices.Concat(connFlags, a.cmd.shared))
+	s.names = a.cmd.flagNames()
+	a.set, a.cfg = s, s.cfg
+	fs := s.fs
+	fs.BoolVar(&a.json, "json", a.json, "")
+	for _, f := range a.cmd.flags {
+		f.bind(fs, f.name, a)
 	}
 	// Positional arguments may come before, between or after the flags
 	// (`show ID --json`), which flag.Parse alone does not allow.
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return Config{}, err
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return s.parseError(err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -206,59 +298,73 @@ func (a *adminRun) parse(args []string) (Config, error) {
 		args = fs.Args()[1:]
 	}
 	switch {
-	case a.wantID && len(pos) != 1:
-		return Config{}, fmt.Errorf("want one task id, got %d arguments (see --help)", len(pos))
-	case a.wantID:
+	case a.cmd.wantID && len(pos) != 1:
+		return fmt.Errorf("want one task id, got %d arguments", len(pos))
+	case a.cmd.wantID:
 		a.id = pos[0]
 	case len(pos) > 0:
-		return Config{}, fmt.Errorf("unexpected argument %q (see --help)", pos[0])
+		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
-	var fwd []string
-	fs.Visit(func(f *flag.Flag) {
-		for _, n := range a.connFlagNames {
-			if f.Name == n {
-				fwd = append(fwd, "--"+n+"="+f.Value.String())
-			}
-		}
-	})
-	cfg, err := ParseFlags(a.name, fwd, a.stderr)
-	if err != nil {
-		return cfg, err
+	if err := s.check(); err != nil {
+		return err
 	}
-	if isMemoryURL(cfg.RedisURL) {
-		return cfg, fmt.Errorf("--redis-url memory:// would inspect a new, empty Redis: give the Redis the workers use")
+	if isMemoryURL(a.cfg.Broker.URL) {
+		return fmt.Errorf("%s memory:// would inspect a new, empty Redis: give the Redis the workers use", s.source("redis-url"))
 	}
-	return cfg, a.check()
+	return a.check()
 }
 
 // check validates the command's own flags.
 func (a *adminRun) check() error {
-	switch strings.TrimPrefix(a.name, "worker admin ") {
-	case "tasks":
+	switch a.cmd.name {
+	case "tasks", "purge":
 		if a.queue == "" {
 			return errors.New("--queue is required")
 		}
+		if a.queue == "*" {
+			return fmt.Errorf("--queue takes one queue here, not * (see '%s admin queues')", a.prog)
+		}
+	}
+	switch a.cmd.name {
+	case "tasks":
 		switch broker.State(a.state) {
 		case broker.StatePending, broker.StateDeferred, broker.StateRunning, broker.StateFailed:
 		default:
 			return fmt.Errorf("--state must be pending, deferred, running or failed, not %q", a.state)
 		}
-		if a.limit < 1 || a.offset < 0 {
-			return fmt.Errorf("--limit must be at least 1 and --offset not negative, not %d and %d", a.limit, a.offset)
+		if a.limit < 1 {
+			return fmt.Errorf("--limit must be at least 1, not %d", a.limit)
 		}
-	case "purge":
-		if a.queue == "" {
-			return errors.New("--queue is required")
+		if a.offset < 0 {
+			return fmt.Errorf("--offset must not be negative, not %d", a.offset)
 		}
 	case "prune":
-		if a.failedMinAgeDays < 0 {
-			a.failedMinAgeDays = a.minAgeDays
-		}
 		if a.minAgeDays < 0 {
 			return fmt.Errorf("--min-age-days must not be negative, not %d", a.minAgeDays)
 		}
+		if !a.set.given("failed-min-age-days") {
+			a.failedMinAgeDays = a.minAgeDays
+		} else if a.failedMinAgeDays < 0 {
+			return fmt.Errorf("--failed-min-age-days must not be negative, not %d", a.failedMinAgeDays)
+		}
 	}
 	return nil
+}
+
+// needQueue returns an error unless queue exists: it has been used (it is
+// among the broker's known queues).
+func (a *adminRun) needQueue(ctx context.Context, queue string) error {
+	known, err := a.b.KnownQueues(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(known, queue) {
+		return nil
+	}
+	if len(known) == 0 {
+		return fmt.Errorf("queue %q does not exist: no queue has been used yet (is --prefix right?)", queue)
+	}
+	return fmt.Errorf("queue %q does not exist; the queues are: %s", queue, strings.Join(known, ", "))
 }
 
 func (a *adminRun) printJSON(v any) error {
@@ -353,6 +459,9 @@ func toJSON(r *task.RawResult, withData bool) taskJSON {
 }
 
 func (a *adminRun) tasks(ctx context.Context) error {
+	if err := a.needQueue(ctx, a.queue); err != nil {
+		return err
+	}
 	state := broker.State(a.state)
 	rs, err := a.b.ListTasks(ctx, a.queue, state, a.offset, a.limit)
 	if err != nil {
@@ -412,7 +521,7 @@ func (a *adminRun) show(ctx context.Context) error {
 	row("task", r.TaskName)
 	row("queue", r.Queue)
 	row("priority", fmt.Sprint(r.Priority))
-	row("attempts", fmt.Sprintf("%d of %d", r.Attempts, max(r.MaxAttempts, 1)))
+	row("attempts", dashboard.AttemptsLine(r))
 	row("workers", cmp.Or(strings.Join(r.WorkerIDs, ", "), "-"))
 	row("enqueued", stamp(r.EnqueuedAt))
 	row("run after", stamp(r.RunAfter))
@@ -498,6 +607,9 @@ func (a *adminRun) cancel(ctx context.Context) error {
 }
 
 func (a *adminRun) purge(ctx context.Context) error {
+	if err := a.needQueue(ctx, a.queue); err != nil {
+		return err
+	}
 	c, err := a.b.Count(ctx, a.queue)
 	if err != nil {
 		return err
@@ -558,6 +670,15 @@ func (a *adminRun) purgeProgress(ctx context.Context, before int64) (stop func()
 }
 
 func (a *adminRun) prune(ctx context.Context) error {
+	queue := a.queue
+	if queue == "*" {
+		queue = "" // every queue, as broker.Prune says it
+	}
+	if queue != "" {
+		if err := a.needQueue(ctx, queue); err != nil {
+			return err
+		}
+	}
 	day := 24 * time.Hour
 	type pass struct {
 		minAge   time.Duration
@@ -571,20 +692,20 @@ func (a *adminRun) prune(ctx context.Context) error {
 		}
 	}
 	scope := "every queue"
-	if a.queue != "" {
-		scope = fmt.Sprintf("queue %q", a.queue)
+	if queue != "" {
+		scope = fmt.Sprintf("queue %q", queue)
 	}
 	fmt.Fprintf(a.stderr, "pruning results of %s...\n", scope)
 	total := 0
 	for _, p := range passes {
-		n, err := a.b.Prune(ctx, p.minAge, p.statuses, a.queue, a.dryRun)
+		n, err := a.b.Prune(ctx, p.minAge, p.statuses, queue, a.dryRun)
 		total += n
 		if err != nil {
 			return fmt.Errorf("after %d results: %w", total, err)
 		}
 	}
 	if a.json {
-		return a.printJSON(map[string]any{"queue": a.queue, "dry_run": a.dryRun, "results": total,
+		return a.printJSON(map[string]any{"queue": cmp.Or(queue, "*"), "dry_run": a.dryRun, "results": total,
 			"min_age_days": a.minAgeDays, "failed_min_age_days": a.failedMinAgeDays})
 	}
 	verb := "deleted"
@@ -594,13 +715,6 @@ func (a *adminRun) prune(ctx context.Context) error {
 	fmt.Fprintf(a.stdout, "%s %d results of %s (finished more than %d days ago, FAILED ones %d days)\n",
 		verb, total, scope, a.minAgeDays, a.failedMinAgeDays)
 	return nil
-}
-
-// adminMain runs Admin for Main, with the process's streams and signals.
-func adminMain(args []string) int {
-	ctx, stop := SignalContext(Config{LogFormat: "text", LogLevel: "warn"}.NewLogger(os.Stderr))
-	defer stop()
-	return Admin(ctx, args, os.Stdin, os.Stdout, os.Stderr)
 }
 
 // firstLine is s up to its first newline, for a table cell.

@@ -1,4 +1,4 @@
-package worker
+package cli
 
 import (
 	"cmp"
@@ -28,7 +28,8 @@ func startDashboard(cfg Config, b *broker.Redis, log *slog.Logger) (stop func(),
 	}
 	log.Info("dashboard listening", "url", "http://"+srv.Addr()+"/", "token_required", cfg.DashboardToken != "")
 	if hosts == nil && cfg.DashboardToken == "" {
-		log.Warn("the dashboard is open to the network without a token: anyone who reaches " + srv.Addr() + " can retry and cancel tasks (set --dashboard-token or $GOTASKS_DASHBOARD_TOKEN)")
+		log.Warn("the dashboard is open to the network without a token: anyone who reaches " + srv.Addr() +
+			" can retry and cancel tasks (set --dashboard-token or $" + EnvDashboardToken + ")")
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -39,17 +40,19 @@ func startDashboard(cfg Config, b *broker.Redis, log *slog.Logger) (stop func(),
 	}, nil
 }
 
-// RunDashboard is "worker dashboard": the dashboard alone, without running
-// tasks (for an operator's machine), until ctx is done. --dashboard-addr
-// defaults to :8080 (127.0.0.1:8080).
+// RunDashboard is the dashboard command: the dashboard alone, without
+// running tasks (for an operator's machine), until ctx is done.
+// --dashboard-addr defaults to :8080 (127.0.0.1:8080).
 func RunDashboard(ctx context.Context, cfg Config, log *slog.Logger) error {
-	b, closeRedis, err := OpenRedisWith(cfg.RedisURL, broker.Options{Prefix: cfg.Prefix}, cfg.ConnOptions(10), log)
+	bc := cfg.Broker
+	bc.Conn.PoolSize = max(bc.Conn.PoolSize, 10)
+	b, closeRedis, err := OpenRedis(bc, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
 	if err := b.Check(ctx); err != nil {
-		log.Warn("redis not reachable yet; the dashboard shows the error until it is", "url", broker.RedactURL(cfg.RedisURL), "err", err)
+		log.Warn("redis not reachable yet; the dashboard shows the error until it is", "url", broker.RedactURL(bc.URL), "err", err)
 	}
 	return ServeDashboard(ctx, cfg, b, log)
 }

@@ -1,0 +1,201 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gotasks/gotasks/broker"
+	"github.com/gotasks/gotasks/metrics"
+	"github.com/gotasks/gotasks/task"
+	"github.com/gotasks/gotasks/worker"
+)
+
+// RunWorker runs a worker as cfg says, with the servers it asks for
+// (health, metrics, dashboard), until ctx is done (or --max-tasks or
+// --batch say stop): the run command.
+func RunWorker(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return runWorker(ctx, cfg, log, nil)
+}
+
+func runWorker(ctx context.Context, cfg Config, log *slog.Logger, before func(Config, *broker.Redis) error) error {
+	bc := cfg.Broker
+	// Every running task may be writing its result while the fetcher and
+	// the scheduler hold blocking connections: the pool size is a minimum.
+	bc.Conn.PoolSize = max(bc.Conn.PoolSize, cfg.Concurrency+len(cfg.Queues)+10)
+	b, closeRedis, err := OpenRedis(bc, log)
+	if err != nil {
+		return err
+	}
+	// Closing the client also ends the Redis calls that the shutdown left
+	// behind (see worker.Run): it closes their connections.
+	defer closeRedis()
+	// Once ctx is done, the servers below stop within the worker's
+	// shutdown window too (see stopWindow.within).
+	sd := newStopWindow(ctx, cmp.Or(cfg.ShutdownTimeout, worker.DefaultShutdownTimeout))
+	defer sd.release()
+	if cfg.HealthAddr != "" {
+		// Before the startup delay, so that probes answer from the start;
+		// stopped (deferred) before Redis is closed.
+		stopHealth, err := startHealthServer(cfg.HealthAddr, worker.HealthHandler(b.Check, ctx.Done()), log)
+		if err != nil {
+			return err
+		}
+		defer sd.within(log, "health server", stopHealth)
+	}
+	if cfg.DashboardAddr != "" {
+		stopDashboard, err := startDashboard(cfg, b, log)
+		if err != nil {
+			return err
+		}
+		defer sd.within(log, "dashboard", stopDashboard)
+	}
+	if !isMemoryURL(bc.URL) {
+		logConnection(b, bc.URL, log)
+	}
+	if before != nil {
+		if err := before(cfg, b); err != nil {
+			return err
+		}
+	}
+	if !cfg.NoStartupDelay {
+		// Many pods starting at once would otherwise hit Redis together.
+		select {
+		case <-time.After(rand.N(time.Second)):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	// go-redis ends a call only at its read timeout, not when ctx is
+	// cancelled: a Redis that does not answer must not hold a SIGTERM that
+	// long. A check left behind ends when the client is closed.
+	checked := make(chan error, 1)
+	go func() { checked <- b.Check(ctx) }()
+	select {
+	case err := <-checked:
+		if err != nil {
+			log.Warn("redis not reachable yet; the worker keeps trying", "url", broker.RedactURL(bc.URL), "err", err)
+		}
+	case <-ctx.Done():
+		return nil
+	}
+	if len(task.Registered()) == 0 {
+		log.Warn("no tasks are defined in this program; every task will fail as unknown (import the packages that call task.Define)")
+	}
+	opts := worker.Options{
+		Queues: cfg.Queues, Exclude: cfg.Exclude, Concurrency: cfg.Concurrency, WorkerID: cfg.WorkerID,
+		MaxTasks: cfg.MaxTasks, Batch: cfg.Batch, ShutdownTimeout: cfg.ShutdownTimeout,
+		LeaseDuration: cfg.LeaseDuration, NoScheduler: cfg.NoScheduler, Logger: log,
+	}
+	var mc *metrics.Collector
+	if cfg.MetricsAddr != "" {
+		mc = metrics.New(b, metrics.Options{Queues: cfg.Queues, Logger: log})
+		defer mc.Close()
+		opts.OnRetry = mc.ObserveRetry
+	}
+	w := worker.New(b, opts)
+	if mc != nil {
+		if err := mc.TrackWorker(w.ID(), cfg.Concurrency, w.InFlight); err != nil {
+			return err
+		}
+		srv, err := mc.Serve(cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		log.Info("metrics server listening", "addr", srv.Addr(), "path", metrics.Path)
+		// Stopped before Redis is closed (deferred earlier), so that no
+		// scrape reads a closed client (unless one blocked on a Redis that
+		// does not answer outlasts the shutdown).
+		defer sd.within(log, "metrics server", func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("metrics server did not stop cleanly", "err", err)
+			}
+		})
+	}
+	return w.Run(ctx)
+}
+
+// logConnection says how the worker connects (never the password).
+func logConnection(b *broker.Redis, url string, log *slog.Logger) {
+	var tlsConf *tls.Config
+	var user, password string
+	switch c := b.Client().(type) {
+	case *redis.Client: // one Redis, or a failover client behind sentinels
+		tlsConf, user, password = c.Options().TLSConfig, c.Options().Username, c.Options().Password
+	case *redis.ClusterClient:
+		tlsConf, user, password = c.Options().TLSConfig, c.Options().Username, c.Options().Password
+	}
+	o := b.Options()
+	log.Info("connecting to redis", "url", broker.RedactURL(url), "tls", tlsConf != nil,
+		"user", cmp.Or(user, "default"), "password_set", password != "",
+		"prefix", o.Prefix, "result_ttl", o.ResultTTL.String(), "serializer", o.Serializer.Name())
+	if tlsConf != nil && tlsConf.InsecureSkipVerify {
+		log.Warn("the Redis server's TLS certificate is not verified (--tls-skip-verify or skip_verify): for testing only")
+	}
+}
+
+// shutdownGrace is how long after --shutdown-timeout the worker's shutdown
+// is over (worker.Run waits that long for its hand-back; it is the
+// worker's own shutdownGrace).
+const shutdownGrace = 500 * time.Millisecond
+
+// minStopWait is the least a server that stops at once (an idle one) is
+// waited for once the shutdown is over.
+const minStopWait = 100 * time.Millisecond
+
+// stopWindow is the worker's shutdown as the servers beside it see it:
+// once ctx is done, they have until the worker's shutdown is over to stop.
+type stopWindow struct {
+	ctx     context.Context
+	timeout time.Duration
+	release func() bool // stops watching ctx
+
+	once sync.Once
+	at   time.Time // when ctx was done
+}
+
+func newStopWindow(ctx context.Context, timeout time.Duration) *stopWindow {
+	s := &stopWindow{ctx: ctx, timeout: timeout}
+	s.release = context.AfterFunc(ctx, func() { s.began() })
+	return s
+}
+
+func (s *stopWindow) began() time.Time {
+	s.once.Do(func() { s.at = time.Now() })
+	return s.at
+}
+
+func (s *stopWindow) end() time.Time { return s.began().Add(s.timeout + shutdownGrace) }
+
+// within runs stop, the shutdown of a server (which waits for the requests
+// in flight), but once ctx is done waits for it only until the end of the
+// shutdown (at least minStopWait): a request blocked on a Redis that does
+// not answer must not hold the process. A stop left behind ends once
+// closing the client has ended that request, or at its own timeout.
+func (s *stopWindow) within(log *slog.Logger, what string, stop func()) {
+	if s.ctx.Err() == nil {
+		stop()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	t := time.NewTimer(max(time.Until(s.end()), minStopWait))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Warn(what+" still waits for requests in flight; stopping without it", "shutdown_timeout", s.timeout)
+	}
+}
