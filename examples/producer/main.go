@@ -6,8 +6,10 @@
 //	producer -n 1000
 //
 // Redis comes from --redis-url, default $GOTASKS_REDIS_URL or
-// redis://127.0.0.1:6379/0; a password in $GOTASKS_REDIS_PASSWORD overrides
-// the URL's.
+// redis://127.0.0.1:6379/0; the rest of the backend's settings from the
+// same environment variables as the worker's (broker.ConfigFromEnv:
+// $GOTASKS_REDIS_PASSWORD, $GOTASKS_PREFIX, $GOTASKS_RESULT_TTL,
+// $GOTASKS_SERIALIZER, ...), so that the two agree.
 package main
 
 import (
@@ -96,7 +98,12 @@ func run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 
 // produce enqueues n demo.add tasks on the Redis at url and waits for them.
 func produce(ctx context.Context, url string, n int, timeout time.Duration) (summary, error) {
-	b, err := broker.OpenWith(url, broker.Options{}, broker.ConnOptions{Password: os.Getenv("GOTASKS_REDIS_PASSWORD")})
+	c, err := broker.ConfigFromEnv() // what the worker command reads too
+	if err != nil {
+		return summary{}, err // it names the variable
+	}
+	c.URL = url
+	b, err := c.Open()
 	if err != nil {
 		return summary{}, err // it names the redacted URL
 	}
