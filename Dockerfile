@@ -6,7 +6,7 @@
 #   docker run --rm --entrypoint /usr/local/bin/producer gotasks -help
 #
 # A real deployment builds its own worker (a main that imports its task
-# packages and calls worker.Main) the same way: only the package path of
+# packages and calls cli.Main) the same way: only the package path of
 # the first go build changes.
 #
 # examples/deploy/deploy_test.go checks this file against the repository
