@@ -146,9 +146,12 @@ func wantsJSON(args []string) bool {
 
 func admin(ctx context.Context, prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &adminRun{prog: prog, name: prog + " admin", stdin: stdin, stdout: stdout, stderr: stderr, json: wantsJSON(args)}
-	if len(args) == 0 {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
 		if a.json {
 			return a.fail(exitUsage, errors.New("want a command: "+adminCommandList()))
+		}
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "%s: want a command before the flags\n\n", a.name)
 		}
 		adminUsage(stderr, prog)
 		return exitUsage

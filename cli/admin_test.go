@@ -422,6 +422,7 @@ func TestAdminExitCodes(t *testing.T) {
 		{[]string{"queues", "--batch"}, 2, "--batch is not a flag of admin queues"},
 		{[]string{"queues", "extra"}, 2, "unexpected argument"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"--prefix", "p"}, 2, "want a command"},
 		{[]string{"queues", "--tls-ca", "x.pem"}, 2, "rediss://"},
 	} {
 		code, out, errOut := e.run("", c.args...)

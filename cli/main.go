@@ -151,7 +151,11 @@ func (p Program) run(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s %s: %v\nRun '%s help %s' for its flags.\n", prog, name, err, prog, name)
+		who := prog
+		if explicit {
+			who += " " + name
+		}
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s help %s' for its flags.\n", who, err, prog, name)
 		return exitUsage
 	}
 	cfg := *fs.cfg
