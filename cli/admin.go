@@ -483,7 +483,7 @@ func (a *adminRun) tasks(ctx context.Context) error {
 		for _, r := range rs {
 			msg := "-"
 			if r.Err != nil {
-				msg = r.Err.Type + ": " + firstLine(r.Err.Message)
+				msg = firstLine(r.Err.Error()) // "Type: message", or the message alone
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.TaskName, r.Attempts, stamp(r.FinishedAt), msg)
 		}

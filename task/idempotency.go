@@ -57,7 +57,7 @@ const UndeliveredWorker = "-"
 const MaxIDLength = 64
 
 // WithID gives the task a caller-chosen id: 1-64 characters of A-Z a-z
-// 0-9 _ . : - (for example an idempotency key derived from the caller's
+// 0-9 _ . : -, other than "." and ".." (for example an idempotency key derived from the caller's
 // own data, or the id an ErrMaybeEnqueued error carries). Enqueueing again
 // with an id taken by a task of the same name and arguments is not an
 // error: it stores nothing and returns that task's result handle. An id
@@ -72,8 +72,8 @@ func WithID(id string) Option {
 // or what WithID accepts. Backends use it to refuse junk before it
 // reaches storage.
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > MaxIDLength {
-		return false
+	if len(id) == 0 || len(id) > MaxIDLength || id == "." || id == ".." {
+		return false // "." and ".." would be path segments of their own in a URL
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

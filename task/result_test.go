@@ -61,6 +61,9 @@ func TestValidIDAcceptsULIDsAndCallerIDs(t *testing.T) {
 		"":                            false,
 		"has space":                   false,
 		"a/b":                         false, // would be a path segment in the dashboard
+		".":                           false,
+		"..":                          false,
+		"...":                         true,
 		"a\x00b":                      false,
 		"{tag}":                       false, // would change a Redis Cluster hash tag
 		"01ARZ3NDEKTSV4RRFFQ69G5FÄ":   false,
