@@ -259,7 +259,9 @@ func TestNetworkUnderRandomFaultsNoTaskIsLostRunTwiceOrAGhost(t *testing.T) {
 	// false when they failed with an error that says nothing was stored,
 	// so that they get another attempt (with new tags, and new ids).
 	produce := func(prng *rand.Rand, p int, base string) bool {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		// Deadlines from 0.3s to 3s: a hang or a slow reply ends some
+		// calls on the caller's deadline, sent or not.
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(300+prng.IntN(2700))*time.Millisecond)
 		defer cancel()
 		var (
 			tags   []string
@@ -345,6 +347,12 @@ func TestNetworkUnderRandomFaultsNoTaskIsLostRunTwiceOrAGhost(t *testing.T) {
 			down := withToxic(toxic{Name: nextName("hang"), Type: "timeout", Stream: "downstream", Attributes: map[string]any{"timeout": 0}})
 			return func() { up(); down() }
 		}},
+		{"replies hang", func() func() {
+			// Requests reach Redis, replies never come back (until the
+			// toxic goes and closes the connections): every call then
+			// ends without an answer to a command that ran.
+			return withToxic(toxic{Name: nextName("hangdown"), Type: "timeout", Stream: "downstream", Attributes: map[string]any{"timeout": 0}})
+		}},
 		{"latency", func() func() {
 			return withToxic(toxic{Name: nextName("latency"), Type: "latency", Stream: stream(), Toxicity: 0.5 + 0.5*rng.Float32(),
 				Attributes: map[string]any{"latency": 900 + rng.IntN(900), "jitter": 200}})
@@ -358,10 +366,20 @@ func TestNetworkUnderRandomFaultsNoTaskIsLostRunTwiceOrAGhost(t *testing.T) {
 			return n.Drop.disarm
 		}},
 	}
+	// Resets, hanging, slow and lost replies (a request that reached
+	// Redis, whose reply did not come back) are the faults that resend
+	// scripts: twice as likely as the others.
+	weights := map[string]int{"reset": 2, "hang": 1, "replies hang": 2, "latency": 2, "bandwidth": 1, "lost reply": 2}
+	var deck []fault
+	for _, f := range faults {
+		for range weights[f.kind] {
+			deck = append(deck, f)
+		}
+	}
 	faultCount := map[string]int{}
 	faultsStart := time.Now()
 	for time.Since(faultsStart) < dur {
-		f := faults[rng.IntN(len(faults))]
+		f := deck[rng.IntN(len(deck))]
 		hold := time.Duration(100+rng.IntN(1400)) * time.Millisecond
 		remove := f.apply()
 		faultCount[f.kind]++
@@ -682,6 +700,15 @@ func TestNetworkUnderRandomFaultsNoTaskIsLostRunTwiceOrAGhost(t *testing.T) {
 	t.Logf("faults for %v: %d (%s), %d replies lost by the dropper; producers: %d acknowledged (%d demo.record, %d demo.flaky), %d errors wrapping ErrMaybeEnqueued, %d enqueues again WithID, %d errors that stored nothing; %d executions recorded; %d second executions after a lost lease; drained %v after the faults; %d worker log lines",
 		faultsEnd.Sub(faultsStart).Round(time.Second), total, strings.Join(kinds, ", "), lostByDropper, len(l.acked), records, flakies,
 		l.maybe, l.resends, len(l.cleanFail), len(execs), excused, drained.Round(time.Millisecond), strings.Count(logs, "\n"))
+	var samples []string
+	for _, e := range l.cleanFail {
+		if len(samples) < 5 && !slices.Contains(samples, e) {
+			samples = append(samples, e)
+		}
+	}
+	if len(samples) > 0 {
+		t.Logf("some of the errors that stored nothing:\n%s", strings.Join(samples, "\n"))
+	}
 	t.Logf("\n| scenario | faults | tasks | lost | ghosts | run twice | stuck | ticks expected vs enqueued |\n|---|---:|---:|---:|---:|---:|---:|---|\n| random faults, %v, seed %d | %d | %d | %d | %d | %d | %d | %d vs %d |",
 		faultsEnd.Sub(faultsStart).Round(time.Second), seed, total, len(l.acked), lost, ghosts, runTwice+tokenTwice, stuck, len(tickKeys), tickTasks)
 }
