@@ -34,10 +34,10 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 // again after its reply was lost) answers as the first time did.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
-//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready
+//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready  KEYS[11] first
 //	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status  ARGV[4] token (unique per call)
 //
-// Returns {'cancelled', value, finished_us, errors}, {'done', status} when
+// Returns {'cancelled', value, finished_us, errors, first_us}, {'done', status} when
 // the task has finished, {'running'} or {'missing'}.
 var cancelScript = newScript(`
 -- The live task first: an id stored again after its first copy finished
@@ -45,15 +45,17 @@ var cancelScript = newScript(`
 -- and the live copy is the one to cancel (its result replaces the old one).
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then
-  local r = redis.call('HMGET', KEYS[5], 's', 'c', 't', 'f', 'x')
-  if r[1] == ARGV[3] and r[2] == ARGV[4] then return {'cancelled', r[3], r[4], r[5] or ''} end
+  local r = redis.call('HMGET', KEYS[5], 's', 'c', 't', 'f', 'x', 'a')
+  if r[1] == ARGV[3] and r[2] == ARGV[4] then return {'cancelled', r[3], r[4], r[5] or '', r[6] or ''} end
   if r[1] then return {'done', r[1]} end
   return {'missing'}
 end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {'running'} end
 local us = now_us()
 local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
-redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs, 'c', ARGV[4])
+local first = redis.call('HGET', KEYS[11], ARGV[1]) or ''
+redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs, 'c', ARGV[4], 'a', first)
+redis.call('HDEL', KEYS[11], ARGV[1])
 redis.call('PEXPIRE', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])
 release_unique(KEYS[7], ARGV[1])
@@ -65,7 +67,7 @@ end
 -- An earlier FAILED result under this id is replaced.
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
-return {'cancelled', v, us, errs}
+return {'cancelled', v, us, errs, first}
 `)
 
 // retryFailedScript makes a FAILED task ready again under the same id, as
@@ -77,14 +79,14 @@ return {'cancelled', v, us, errs}
 // token (KEYS[9]), and a call that finds its mark answers 'ok' again.
 //
 //	KEYS[1] result  KEYS[2] tasks  KEYS[3] pending  KEYS[4] seq  KEYS[5] wake  KEYS[6] errors
-//	KEYS[7] failed  KEYS[8] ready  KEYS[9] the call's mark, {P:q}:retried:<token>
+//	KEYS[7] failed  KEYS[8] ready  KEYS[9] the call's mark, {P:q}:retried:<token>  KEYS[10] first
 //	ARGV[1] id  ARGV[2] the FAILED status
 //
 // Returns {'ok'}, {'status', status} for a result that is not FAILED,
 // {'live'} for an unfinished task, or {'missing'}.
 var retryFailedScript = newScript(`
 if redis.call('EXISTS', KEYS[9]) == 1 then return {'ok'} end
-local r = redis.call('HMGET', KEYS[1], 't', 's', 'x')
+local r = redis.call('HMGET', KEYS[1], 't', 's', 'x', 'a')
 local live = redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
 if not r[2] then
   if live then return {'live'} end
@@ -98,6 +100,7 @@ redis.call('SET', KEYS[4], num(seq))
 local a, p, s, st, w, env = parse(r[1])
 redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
 if r[3] and r[3] ~= '' then redis.call('HSET', KEYS[6], ARGV[1], r[3]) end
+if r[4] and r[4] ~= '' then redis.call('HSET', KEYS[10], ARGV[1], r[4]) end
 ready(KEYS[3], KEYS[8], ARGV[1], p, seq)
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
@@ -110,7 +113,7 @@ return {'ok'}
 // first, then deferred) with everything stored about them. Running tasks
 // are in none of these and are not touched.
 //
-//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors  KEYS[5] unique  KEYS[6] ready
+//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] errors  KEYS[5] unique  KEYS[6] ready  KEYS[7] first
 //	ARGV[1] limit
 //
 // Returns the number of tasks removed (less than the limit: none are left).
@@ -121,6 +124,7 @@ local function drop(ids)
   for _, id in ipairs(ids) do
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[4], id)
+    redis.call('HDEL', KEYS[7], id)
     release_unique(KEYS[5], id)
   end
   removed = removed + #ids
@@ -261,7 +265,7 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 // CancelIn is Cancel for a task known to be on queue.
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready},
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready, k.first},
 		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled), newToken()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
@@ -276,7 +280,7 @@ func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult
 	switch str(0) {
 	case "cancelled":
 		// The same shape as a finished result read back by GetResult.
-		return b.decodeGet(id, queue, []any{"done", str(1), string(task.StatusCancelled), str(2), "", "", str(3)})
+		return b.decodeGet(id, queue, []any{"done", str(1), string(task.StatusCancelled), str(2), "", "", str(3), str(4)})
 	case "done":
 		return nil, &task.NotCancellableError{ID: id, Status: task.Status(str(1))}
 	case "running":
@@ -304,7 +308,7 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
 	k := b.keys(q)
-	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready, k.tag + ":retried:" + newToken()},
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready, k.tag + ":retried:" + newToken(), k.first},
 		id, string(task.StatusFailed)).StringSlice()
 	if err != nil {
 		return fmt.Errorf("retry %s in %s: %w", id, q, err)
@@ -343,7 +347,7 @@ func (b *Redis) Purge(ctx context.Context, queue string) (int, error) {
 	limit := int(c.Pending + c.Deferred)
 	total := 0
 	for total < limit {
-		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique, k.ready}, min(purgeBatch, limit-total)).Int()
+		n, err := b.run(ctx, purgeScript, []string{k.tasks, k.pending, k.delayed, k.errors, k.unique, k.ready, k.first}, min(purgeBatch, limit-total)).Int()
 		if err != nil {
 			return total, fmt.Errorf("purge %s (%d removed): %w", queue, total, err)
 		}

@@ -187,6 +187,8 @@ func (b *Redis) Close() error {
 type keys struct {
 	tag                                                            string
 	tasks, ready, pending, delayed, running, seq, wake, dw, errors string
+	// first holds when tasks claimed more than once first started.
+	first string
 	// unique is the hash of unique tasks held until they finish. Scripts
 	// that end an unfinished task may take it in KEYS to free the task's
 	// entry with release_unique (see scripts.go).
@@ -203,8 +205,8 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..8] of enqueueScript
-	claim   []any // KEYS[1..6] of claimScript
-	finish  []any // KEYS[1..6] of finishScript
+	claim   []any // KEYS[1..7] of claimScript
+	finish  []any // KEYS[1..7] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
 	co *coalescer
@@ -226,10 +228,11 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 		tag: tag, tasks: tag + ":tasks", ready: tag + ":ready", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
+		first: tag + ":first",
 	}
 	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready},
-		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready},
-		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done}}
+		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first},
+		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first}}
 	b.kmu.Lock()
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}
@@ -933,7 +936,7 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors}, args: []any{id}}
+		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors, k.first}, args: []any{id}}
 	}
 	cmds, err := b.pipelined(ctx, calls)
 	if err != nil {
@@ -965,6 +968,13 @@ func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error)
 	// has failed it (as a bad payload), with what could be read.
 	if err != nil && (str(0) != "done" || !errors.Is(err, errBadPayload)) {
 		return nil, err
+	}
+	first := str(7) // of a finished task
+	if str(0) == "live" {
+		first = str(5)
+	}
+	if f := parseMicros(first); !f.IsZero() {
+		r.StartedAt = f // the header has the latest attempt's start
 	}
 	switch str(0) {
 	case "done":
@@ -1026,7 +1036,10 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 	r.Attempts, _ = strconv.Atoi(f[0])
 	r.Priority, _ = strconv.Atoi(f[1])
 	if f[3] != "0" {
+		// The latest attempt's start; a task claimed more than once
+		// keeps its first start apart (T:first), which callers set.
 		r.StartedAt = parseMicros(f[3])
+		r.LastAttemptedAt = r.StartedAt
 	}
 	if f[4] != "" {
 		r.WorkerIDs = strings.Split(f[4], ",")

@@ -212,12 +212,16 @@ func (b *Redis) claimed(queue string, cmd *redis.Cmd) ([]Claimed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", queue, err)
 	}
-	out := make([]Claimed, 0, (len(vals)-1)/3)
-	for i := 1; i+2 < len(vals); i += 3 {
+	out := make([]Claimed, 0, (len(vals)-1)/4)
+	for i := 1; i+3 < len(vals); i += 4 {
 		id, _ := vals[i].(string)
 		v, _ := vals[i+1].(string)
 		errs, _ := vals[i+2].(string)
+		first, _ := vals[i+3].(string)
 		r, err := b.decodeTask(id, queue, v)
+		if f := parseMicros(first); !f.IsZero() {
+			r.StartedAt = f
+		}
 		r.Status = task.StatusRunning
 		if e, derr := decodeErrors(errs); derr == nil {
 			r.Errors = e
@@ -336,7 +340,7 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 			case stamps[j] == 0:
 				errs[ri] = fmt.Errorf("%s %s attempt %d: %w", call.op, r.ID, r.Attempts, ErrLeaseLost)
 			case stamps[j] < 0:
-				errs[ri] = fmt.Errorf("%s %s: its result key %s holds a value of another type", call.op, r.ID, call.keys[6+j])
+				errs[ri] = fmt.Errorf("%s %s: its result key %s holds a value of another type", call.op, r.ID, call.keys[7+j])
 			case call.script == finishScript:
 				r.FinishedAt = time.UnixMicro(stamps[j])
 			}

@@ -25,6 +25,9 @@ import (
 //	T:running  zset    claimed ids, score = lease expiry in unix ms
 //	T:seq      string  last sequence number (FIFO order; also a coarse clock for ties across queues)
 //	T:errors   hash    id → msgpack list of the errors of earlier failed attempts (retries)
+//	T:first    hash    id → unix µs when the task's first attempt started, for unfinished
+//	                   tasks claimed more than once (the header's started_us is the
+//	                   latest attempt's); the result keeps it as field a
 //	T:wake     list    wake-up token for idle workers (at most one)
 //	T:dwake    list    wake-up token for schedulers (a new deferred task)
 //	T:r:<id>   hash    the finished result (COMPLETE, FAILED or CANCELLED); expires after ResultTTL
@@ -558,16 +561,18 @@ return out
 // RUNNING, held by no one, until their lease ends.
 //
 //	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors  KEYS[6] ready
-//	KEYS[7] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
+//	KEYS[7] first  KEYS[8] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
 //	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id  ARGV[4] token (unique per call)
 //
-// Returns {now_us, id1, value1, errors1, id2, value2, errors2, ...} with the
-// updated values and the errors of earlier attempts (the empty string if none).
+// Returns {now_us, id1, value1, errors1, first1, id2, ...} with the updated
+// values, the errors of earlier attempts (the empty string if none) and
+// when the first attempt started (the empty string for a first attempt).
+// A task claimed again keeps its first start in T:first.
 // If ready tasks remain it leaves a wake token, so that another idle worker
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = newScript(`
 local n = tonumber(ARGV[1])
-local rec = redis.call('GET', KEYS[7])
+local rec = redis.call('GET', KEYS[8])
 if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
   -- The same call again: its tasks, if this claim still holds them.
   local out, us = {}, nil
@@ -582,6 +587,7 @@ if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
         out[#out + 1] = id
         out[#out + 1] = v
         out[#out + 1] = redis.call('HGET', KEYS[5], id) or ''
+        out[#out + 1] = redis.call('HGET', KEYS[7], id) or ''
       end
     end
   end
@@ -615,6 +621,20 @@ if #ids > 0 then
   for i, id in ipairs(ids) do
     local v = vals[i]
     if v then
+      -- A task claimed before keeps when it first started: the header
+      -- will hold this attempt's start. Only such tasks pay for it.
+      local first = ''
+      local a, st = string.match(v, '^(%d+) %-?%d+ %d+ (%d+)')
+      if a and a ~= '0' then
+        first = redis.call('HGET', KEYS[7], id)
+        if not first then
+          first = ''
+          if st ~= '0' then
+            first = st
+            redis.call('HSET', KEYS[7], id, st)
+          end
+        end
+      end
       v = claimed(v, us, ARGV[3])
       values[#values + 1] = id
       values[#values + 1] = v
@@ -623,13 +643,14 @@ if #ids > 0 then
       out[#out + 1] = id
       out[#out + 1] = v
       out[#out + 1] = errs[i] or ''
+      out[#out + 1] = first
       record[#record + 1] = id .. '/' .. string.match(v, '^%d+')
     end
   end
   if #values > 0 then
     redis.call('HSET', KEYS[3], unpack(values))
     redis.call('ZADD', KEYS[2], unpack(leases))
-    redis.call('SET', KEYS[7], table.concat(record, ' '), 'PX', ARGV[2])
+    redis.call('SET', KEYS[8], table.concat(record, ' '), 'PX', ARGV[2])
   end
 end
 if redis.call('LLEN', KEYS[6]) > 0 or redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
@@ -684,7 +705,7 @@ return lost
 // Each task is fenced on its own; the call as a whole is one atomic step.
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] errors  KEYS[4] unique  KEYS[5] failed  KEYS[6] done
-//	KEYS[6+i] the result key of task i
+//	KEYS[7] first  KEYS[7+i] the result key of task i
 //	ARGV[1] ttl_ms  ARGV[2] the FAILED status
 //	ARGV    then a group of 6 for each task i: id, attempt, status, value, error,
 //	        errors of every failed attempt
@@ -708,6 +729,7 @@ local ids = {}
 for i = 1, n do ids[i] = ARGV[6 * i - 3] end
 local vals = redis.call('HMGET', KEYS[2], unpack(ids))
 local leased = redis.call('ZMSCORE', KEYS[1], unpack(ids))
+local firsts = redis.call('HMGET', KEYS[7], unpack(ids))
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
@@ -724,7 +746,7 @@ for i = 1, n do
     -- Not held: unless this very finish was already stored (the call is
     -- sent again after its reply was lost). Only the holder of the
     -- attempt writes a result under it.
-    local r = redis.pcall('HMGET', KEYS[6 + i], 't', 's', 'f')
+    local r = redis.pcall('HMGET', KEYS[7 + i], 't', 's', 'f')
     if type(r) == 'table' and not r.err and r[1] and r[2] == ARGV[j + 2]
         and tonumber(string.match(r[1], '^(%d+) ') or -1) == tonumber(ARGV[j + 1]) then
       out[i] = tonumber(r[3])
@@ -734,11 +756,11 @@ for i = 1, n do
     local st = ARGV[j + 2]
     -- pcall: a result key that holds another type (written by something
     -- else) fails this task alone, not the script.
-    local w = redis.pcall('HSET', KEYS[6 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5])
+    local w = redis.pcall('HSET', KEYS[7 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
     if type(w) == 'table' and w.err then
       out[i] = -1
     else
-      redis.call('PEXPIRE', KEYS[6 + i], ttl)
+      redis.call('PEXPIRE', KEYS[7 + i], ttl)
       seen[id] = true
       fin[#fin + 1] = id
       if st == ARGV[2] then
@@ -754,6 +776,7 @@ if #fin == 0 then return out end
 redis.call('ZREM', KEYS[1], unpack(fin))
 redis.call('HDEL', KEYS[2], unpack(fin))
 redis.call('HDEL', KEYS[3], unpack(fin))
+redis.call('HDEL', KEYS[7], unpack(fin))
 if redis.call('EXISTS', KEYS[4]) == 1 then
   for _, id in ipairs(fin) do release_unique(KEYS[4], id) end
 end
@@ -909,14 +932,15 @@ return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('
 
 // getScript reads one task's state in one consistent step.
 //
-//	KEYS[1] tasks  KEYS[2] running  KEYS[3] result  KEYS[4] delayed  KEYS[5] errors
+//	KEYS[1] tasks  KEYS[2] running  KEYS[3] result  KEYS[4] delayed  KEYS[5] errors  KEYS[6] first
 //	ARGV[1] id
 //
-// Returns {'done', value, status, finished_us, return, error, errors},
-// {'live', value, running (0/1), errors, deferred until ms or -1} or nil.
+// Returns {'done', value, status, finished_us, return, error, errors, first_us},
+// {'live', value, running (0/1), errors, deferred until ms or -1, first_us}
+// or nil; first_us is the empty string for a task claimed at most once.
 var getScript = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e', 'x')
-if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5], r[6] or ''} end
+local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e', 'x', 'a')
+if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5], r[6] or '', r[7] or ''} end
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return nil end
 local running = 0
@@ -924,5 +948,5 @@ if redis.call('ZSCORE', KEYS[2], ARGV[1]) then running = 1 end
 local errs = redis.call('HGET', KEYS[5], ARGV[1]) or ''
 local at = redis.call('ZSCORE', KEYS[4], ARGV[1])
 if at then at = tonumber(at) else at = -1 end
-return {'live', v, running, errs, at}
+return {'live', v, running, errs, at, redis.call('HGET', KEYS[6], ARGV[1]) or ''}
 `)

@@ -431,6 +431,7 @@ type taskJSON struct {
 	EnqueuedAt  time.Time       `json:"enqueued_at,omitzero"`
 	RunAfter    time.Time       `json:"run_after,omitzero"`
 	StartedAt   time.Time       `json:"started_at,omitzero"`
+	LastAttempt time.Time       `json:"last_attempted_at,omitzero"`
 	FinishedAt  time.Time       `json:"finished_at,omitzero"`
 	Error       *task.Error     `json:"error,omitempty"`
 	Errors      []*task.Error   `json:"errors,omitempty"`
@@ -444,8 +445,8 @@ func toJSON(r *task.RawResult, withData bool) taskJSON {
 	j := taskJSON{
 		ID: r.ID, Task: r.TaskName, Status: r.Status, Queue: r.Queue, Priority: r.Priority,
 		Attempts: r.Attempts, MaxAttempts: r.MaxAttempts, WorkerIDs: r.WorkerIDs,
-		EnqueuedAt: r.EnqueuedAt, RunAfter: r.RunAfter, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
-		Error: r.Err, Errors: r.Errors,
+		EnqueuedAt: r.EnqueuedAt, RunAfter: r.RunAfter, StartedAt: r.StartedAt, LastAttempt: r.LastAttemptedAt,
+		FinishedAt: r.FinishedAt, Error: r.Err, Errors: r.Errors,
 	}
 	if withData {
 		var err error
@@ -529,6 +530,9 @@ func (a *adminRun) show(ctx context.Context) error {
 	row("enqueued", stamp(r.EnqueuedAt))
 	row("run after", stamp(r.RunAfter))
 	row("started", stamp(r.StartedAt))
+	if !r.LastAttemptedAt.Equal(r.StartedAt) {
+		row("last attempt", stamp(r.LastAttemptedAt))
+	}
 	row("finished", stamp(r.FinishedAt))
 	switch {
 	case j.ArgsError != "":

@@ -162,14 +162,17 @@ type RawResult struct {
 	Backend    string
 	EnqueuedAt time.Time
 	RunAfter   time.Time
-	StartedAt  time.Time
-	FinishedAt time.Time
-	Attempts   int
-	WorkerIDs  []string
-	Err        *Error   // the final error, when FAILED
-	Errors     []*Error // every failed attempt's error, oldest first
-	Args       []byte   // encoded arguments
-	Value      []byte   // encoded return value; nil until COMPLETE
+	StartedAt  time.Time // when the first attempt started
+	// LastAttemptedAt is when the latest attempt started (StartedAt for
+	// a task run once; django-tasks' last_attempted_at).
+	LastAttemptedAt time.Time
+	FinishedAt      time.Time
+	Attempts        int
+	WorkerIDs       []string
+	Err             *Error   // the final error, when FAILED
+	Errors          []*Error // every failed attempt's error, oldest first
+	Args            []byte   // encoded arguments
+	Value           []byte   // encoded return value; nil until COMPLETE
 	// Serializer decodes Args and Value; nil means msgpack.
 	Serializer serializer.Serializer
 	Limits

@@ -83,7 +83,7 @@ func (m *memoryStore) logEnqueued(ctx context.Context, msg *Message) {
 
 // logOutcome logs the end of r's attempt as the Redis worker does.
 func (m *memoryStore) logOutcome(ctx context.Context, r *RawResult) {
-	d := r.FinishedAt.Sub(r.StartedAt)
+	d := r.FinishedAt.Sub(r.LastAttemptedAt)
 	switch r.Status {
 	case StatusComplete:
 		m.logTask(ctx, slog.LevelInfo, "task complete", r, "duration", d)
@@ -190,7 +190,10 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 	emit(ctx, hookEnqueued, r.clone())
 	// Retries (MaxAttempts) run at once: the caller is waiting.
 	for r.Status == StatusNew {
-		r.Status, r.StartedAt, r.Attempts = StatusRunning, time.Now(), r.Attempts+1
+		r.Status, r.LastAttemptedAt, r.Attempts = StatusRunning, time.Now(), r.Attempts+1
+		if r.StartedAt.IsZero() {
+			r.StartedAt = r.LastAttemptedAt
+		}
 		r.WorkerIDs = append(r.WorkerIDs, ImmediateWorkerID)
 		b.logTask(ctx, slog.LevelDebug, "task started", r)
 		executeApart(ctx, r)

@@ -18,8 +18,11 @@ type Result[R any] struct {
 	Backend    string
 	EnqueuedAt time.Time
 	RunAfter   time.Time // zero when not deferred
-	StartedAt  time.Time // zero until started
-	FinishedAt time.Time // zero until finished
+	StartedAt  time.Time // when the first attempt started; zero until then
+	// LastAttemptedAt is when the latest attempt started (django-tasks'
+	// last_attempted_at); StartedAt for a task run once.
+	LastAttemptedAt time.Time
+	FinishedAt      time.Time // zero until finished
 	// Attempts counts the claims of the task (each attempt number is used
 	// once: it fences the attempt's outcome); WorkerIDs holds the worker
 	// of each attempt, UndeliveredWorker for a claim handed back before
@@ -52,6 +55,7 @@ func (r *Result[R]) set(raw *RawResult) error {
 	r.ID, r.TaskName, r.Status, r.Priority = raw.ID, raw.TaskName, raw.Status, raw.Priority
 	r.Queue, r.Backend = raw.Queue, raw.Backend
 	r.EnqueuedAt, r.RunAfter, r.StartedAt, r.FinishedAt = raw.EnqueuedAt, raw.RunAfter, raw.StartedAt, raw.FinishedAt
+	r.LastAttemptedAt = raw.LastAttemptedAt
 	r.Attempts, r.WorkerIDs, r.Err = raw.Attempts, slices.Clone(raw.WorkerIDs), raw.Err
 	r.Errors, r.MaxAttempts = slices.Clone(raw.Errors), raw.MaxAttempts
 	r.value = v
