@@ -1,4 +1,6 @@
-// Command quickstart is the README's quick start, kept here so it is compiled.
+// Command quickstart is the README's quick start, kept here so that it is
+// compiled and run (main_test.go); examples/readme_test.go checks that the
+// README shows it verbatim.
 package main
 
 import (

@@ -1,6 +1,7 @@
 package main
 
-// The README's test example, verbatim, so that it keeps compiling and passing.
+// The README's test examples, verbatim (examples/readme_test.go checks), so
+// that they keep compiling and passing.
 
 import (
 	"context"
@@ -34,5 +35,23 @@ func TestSignupSendsWelcome(t *testing.T) {
 	reminder.Refresh(ctx)
 	if reminder.Status != task.StatusComplete {
 		t.Fatal(reminder.Status)
+	}
+}
+
+func TestSignupEnqueuesWelcome(t *testing.T) {
+	dummy := task.NewDummyBackend("default", task.BackendOptions{})
+	task.Configure(map[string]task.Backend{"default": dummy})
+	t.Cleanup(func() { task.Configure(nil) }) // back to the ImmediateBackend
+
+	if _, err := sendEmail.Enqueue(context.Background(), Email{To: "ann@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	got := dummy.Results() // everything enqueued, oldest first; nothing ran
+	if len(got) != 1 || got[0].TaskName != "emails.send" || got[0].Status != task.StatusNew {
+		t.Fatalf("enqueued %v", got)
+	}
+	var e Email
+	if err := got[0].DecodeArgs(&e); err != nil || e.To != "ann@example.com" {
+		t.Fatalf("arguments %+v, %v", e, err)
 	}
 }
