@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,9 +37,9 @@ func runWorker(ctx context.Context, cfg Config, log *slog.Logger, before func(Co
 	// behind (see worker.Run): it closes their connections.
 	defer closeRedis()
 	// Once ctx is done, the servers below stop within the worker's
-	// shutdown window too (see stopWindow.within).
-	sd := newStopWindow(ctx, cmp.Or(cfg.ShutdownTimeout, worker.DefaultShutdownTimeout))
-	defer sd.release()
+	// shutdown window too (see worker.ShutdownWindow.Within).
+	sd := worker.NewShutdownWindow(ctx, cmp.Or(cfg.ShutdownTimeout, worker.DefaultShutdownTimeout))
+	defer sd.Release()
 	if cfg.HealthAddr != "" {
 		// Before the startup delay, so that probes answer from the start;
 		// stopped (deferred) before Redis is closed.
@@ -48,14 +47,14 @@ func runWorker(ctx context.Context, cfg Config, log *slog.Logger, before func(Co
 		if err != nil {
 			return err
 		}
-		defer sd.within(log, "health server", stopHealth)
+		defer sd.Within(log, "health server still waits for requests in flight; stopping without it", stopHealth)
 	}
 	if cfg.DashboardAddr != "" {
 		stopDashboard, err := startDashboard(cfg, b, log)
 		if err != nil {
 			return err
 		}
-		defer sd.within(log, "dashboard", stopDashboard)
+		defer sd.Within(log, "dashboard still waits for requests in flight; stopping without it", stopDashboard)
 	}
 	if !isMemoryURL(bc.URL) {
 		logConnection(b, bc.URL, log)
@@ -113,7 +112,7 @@ func runWorker(ctx context.Context, cfg Config, log *slog.Logger, before func(Co
 		// Stopped before Redis is closed (deferred earlier), so that no
 		// scrape reads a closed client (unless one blocked on a Redis that
 		// does not answer outlasts the shutdown).
-		defer sd.within(log, "metrics server", func() {
+		defer sd.Within(log, "metrics server still waits for requests in flight; stopping without it", func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {
@@ -140,62 +139,5 @@ func logConnection(b *broker.Redis, url string, log *slog.Logger) {
 		"prefix", o.Prefix, "result_ttl", o.ResultTTL.String(), "serializer", o.Serializer.Name())
 	if tlsConf != nil && tlsConf.InsecureSkipVerify {
 		log.Warn("the Redis server's TLS certificate is not verified (--tls-skip-verify or skip_verify): for testing only")
-	}
-}
-
-// shutdownGrace is how long after --shutdown-timeout the worker's shutdown
-// is over (worker.Run waits that long for its hand-back; it is the
-// worker's own shutdownGrace).
-const shutdownGrace = 500 * time.Millisecond
-
-// minStopWait is the least a server that stops at once (an idle one) is
-// waited for once the shutdown is over.
-const minStopWait = 100 * time.Millisecond
-
-// stopWindow is the worker's shutdown as the servers beside it see it:
-// once ctx is done, they have until the worker's shutdown is over to stop.
-type stopWindow struct {
-	ctx     context.Context
-	timeout time.Duration
-	release func() bool // stops watching ctx
-
-	once sync.Once
-	at   time.Time // when ctx was done
-}
-
-func newStopWindow(ctx context.Context, timeout time.Duration) *stopWindow {
-	s := &stopWindow{ctx: ctx, timeout: timeout}
-	s.release = context.AfterFunc(ctx, func() { s.began() })
-	return s
-}
-
-func (s *stopWindow) began() time.Time {
-	s.once.Do(func() { s.at = time.Now() })
-	return s.at
-}
-
-func (s *stopWindow) end() time.Time { return s.began().Add(s.timeout + shutdownGrace) }
-
-// within runs stop, the shutdown of a server (which waits for the requests
-// in flight), but once ctx is done waits for it only until the end of the
-// shutdown (at least minStopWait): a request blocked on a Redis that does
-// not answer must not hold the process. A stop left behind ends once
-// closing the client has ended that request, or at its own timeout.
-func (s *stopWindow) within(log *slog.Logger, what string, stop func()) {
-	if s.ctx.Err() == nil {
-		stop()
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		stop()
-	}()
-	t := time.NewTimer(max(time.Until(s.end()), minStopWait))
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		log.Warn(what+" still waits for requests in flight; stopping without it", "shutdown_timeout", s.timeout)
 	}
 }

@@ -1,6 +1,11 @@
 // Package worker runs tasks from the Redis backend: a pool of goroutines that
 // claim tasks, run them, write their results back and hold a lease on each
 // while it runs, so that a crashed worker's tasks come back.
+//
+// The worker command line (flags, environment variables, the run,
+// dashboard, admin and help commands, memory://, the health, metrics and
+// dashboard servers) is package cli: a program's main calls
+// cli.Main(os.Args). This package is the pool alone.
 package worker
 
 import (
@@ -215,11 +220,14 @@ func (w *Worker) InFlight() int {
 // is refused and the task runs again elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker started", "queues", w.describeQueues(), "concurrency", w.opts.Concurrency)
-	sd := newShutdown(ctx, w.opts.ShutdownTimeout)
-	defer sd.release()
+	sd := NewShutdownWindow(ctx, w.opts.ShutdownTimeout)
+	defer sd.Release()
 	defer func() { w.log.Info("worker stopped", "processed", w.Processed()) }()
 	var bg sync.WaitGroup
-	defer w.awaitStopped(&bg, sd)
+	// Run's goroutines, but once ctx is done only until the end of the
+	// shutdown: one still blocked on a Redis call then is left to end by
+	// itself (see ShutdownWindow).
+	defer sd.Within(w.log, "worker: Redis does not answer; stopping without waiting for the calls in flight, which end by themselves within the client's read timeout (unfinished tasks run again when their leases expire)", bg.Wait)
 
 	// Tasks, lease renewal and result writes outlive ctx for the shutdown
 	// window; they have their own cancellation.
@@ -281,12 +289,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		t := time.NewTimer(time.Until(sd.tasksEnd()))
+		t := time.NewTimer(time.Until(sd.TasksEnd()))
 		defer t.Stop()
 		select {
 		case <-done:
 		case <-t.C:
-			w.handBack(sd.end())
+			w.handBack(sd.End())
 			cancelTasks()
 		}
 	}
@@ -774,7 +782,7 @@ const maxStoreBatch = 128
 // one queue), which run in those slots: a busy worker makes one round
 // trip per task instead of two. Once Run's ctx is done, its writes carry
 // the end of the shutdown as their deadline (see shutdown).
-func (w *Worker) storeLoop(stop, ctx context.Context, sd *shutdown) {
+func (w *Worker) storeLoop(stop, ctx context.Context, sd *ShutdownWindow) {
 	batch := make([]storeReq, 0, maxStoreBatch)
 	rs := make([]*task.RawResult, 0, maxStoreBatch)
 	for {
@@ -808,7 +816,7 @@ func (w *Worker) storeLoop(stop, ctx context.Context, sd *shutdown) {
 			}
 			n = w.reserve(chain)
 		}
-		sctx, cancel := sd.bound(ctx)
+		sctx, cancel := sd.Bound(ctx)
 		errs, next, err := w.b.StoreAndClaim(sctx, rs, q, n, w.opts.LeaseDuration, w.opts.WorkerID)
 		cancel()
 		w.settle(n, len(next))
@@ -828,7 +836,7 @@ func (w *Worker) storeLoop(stop, ctx context.Context, sd *shutdown) {
 			batch[i] = storeReq{}
 		}
 		if len(next) > 0 {
-			hctx, cancel := sd.bound(context.WithoutCancel(ctx))
+			hctx, cancel := sd.Bound(context.WithoutCancel(ctx))
 			w.handBackClaimed(hctx, q, next)
 			cancel()
 		}
@@ -840,7 +848,7 @@ func (w *Worker) storeLoop(stop, ctx context.Context, sd *shutdown) {
 // and cancels the tasks whose lease was lost. Once Run's ctx is done (the
 // tasks still run for the shutdown window), renewals carry the end of the
 // shutdown as their deadline (see shutdown).
-func (w *Worker) renewLoop(ctx context.Context, sd *shutdown) {
+func (w *Worker) renewLoop(ctx context.Context, sd *ShutdownWindow) {
 	t := time.NewTicker(w.opts.LeaseDuration / 3)
 	defer t.Stop()
 	for {
@@ -854,7 +862,7 @@ func (w *Worker) renewLoop(ctx context.Context, sd *shutdown) {
 			for i, j := range jobs {
 				rs[i] = j.r
 			}
-			rctx, cancel := sd.bound(ctx)
+			rctx, cancel := sd.Bound(ctx)
 			lost, err := w.b.Renew(rctx, q, rs, w.opts.LeaseDuration)
 			cancel()
 			if err != nil {
@@ -912,84 +920,6 @@ func (w *Worker) handBack(end time.Time) {
 			continue
 		}
 		w.log.Info("worker: handed unfinished tasks back to their queue", "queue", q, "count", n)
-	}
-}
-
-// shutdownGrace is how long, after ShutdownTimeout, the rest of a
-// shutdown may take: handing the unfinished tasks back, the last outcome
-// writes, stopping the scheduler.
-const shutdownGrace = 500 * time.Millisecond
-
-// shutdown times the shutdown of a Run: once its ctx is done, the tasks
-// have ShutdownTimeout to finish (tasksEnd), and the rest shutdownGrace
-// more (end), even if Redis does not answer at all. go-redis ends a
-// command only at a deadline (the client's read timeout, or the
-// context's), never when its context is cancelled, and after a timeout
-// it retries: so every Redis call made once ctx is done carries end as its
-// deadline (bound), and Run waits for a call sent earlier, into a network
-// that has since stopped answering, only until end. Such a call ends by
-// itself within the client's read timeout (the cancelled context stops the
-// retries); what it was about is then settled by the leases: a task whose
-// outcome is not stored, or that is not handed back, runs again once its
-// lease expires (at-least-once).
-type shutdown struct {
-	ctx     context.Context // Run's
-	timeout time.Duration   // ShutdownTimeout
-	release func() bool     // stops watching ctx
-
-	once sync.Once
-	at   time.Time // when ctx was done
-}
-
-func newShutdown(ctx context.Context, timeout time.Duration) *shutdown {
-	s := &shutdown{ctx: ctx, timeout: timeout}
-	s.release = context.AfterFunc(ctx, func() { s.began() })
-	return s
-}
-
-// began returns when ctx was done (noted by the first to ask once it is).
-func (s *shutdown) began() time.Time {
-	s.once.Do(func() { s.at = time.Now() })
-	return s.at
-}
-
-// tasksEnd is when the tasks still running are handed back; end is when
-// the shutdown is over. Only once ctx is done.
-func (s *shutdown) tasksEnd() time.Time { return s.began().Add(s.timeout) }
-func (s *shutdown) end() time.Time      { return s.tasksEnd().Add(shutdownGrace) }
-
-// bound returns ctx with end as its deadline once Run's ctx is done, and
-// ctx itself (with a cancel that does nothing) before.
-func (s *shutdown) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.ctx.Err() == nil {
-		return ctx, func() {}
-	}
-	return context.WithDeadline(ctx, s.end())
-}
-
-// awaitStopped waits for Run's goroutines (bg) to end, but once Run's ctx
-// is done only until the end of the shutdown (at least minStopWait, which
-// lets those that stop at once do so after a hand-back that took until
-// the end): one still blocked on a Redis call then is left to end by
-// itself (see shutdown).
-func (w *Worker) awaitStopped(bg *sync.WaitGroup, sd *shutdown) {
-	stopped := make(chan struct{})
-	go func() {
-		bg.Wait()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-		return
-	case <-sd.ctx.Done():
-	}
-	t := time.NewTimer(max(time.Until(sd.end()), minStopWait))
-	defer t.Stop()
-	select {
-	case <-stopped:
-	case <-t.C:
-		w.log.Warn("worker: Redis does not answer; stopping without waiting for the calls in flight, which end by themselves within the client's read timeout (unfinished tasks run again when their leases expire)",
-			"shutdown_timeout", w.opts.ShutdownTimeout)
 	}
 }
 
