@@ -479,6 +479,9 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 	size := 0
 	for _, m := range msgs {
 		size += len(m.TaskName) + len(m.Args) + 48
+		for k, v := range m.Metadata {
+			size += len(k) + len(v) + 4
+		}
 	}
 	buf := make([]byte, 0, size)
 	ser := b.opts.Serializer.Name()
@@ -1057,7 +1060,7 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 		}
 		r.Serializer = s
 	}
-	r.TaskName, r.Args = e.Task, e.Args
+	r.TaskName, r.Args, r.Metadata = e.Task, e.Args, e.Metadata
 	r.MaxAttempts, r.Timeout = e.MaxAttempts, time.Duration(e.Timeout)*time.Millisecond
 	r.BackoffBase, r.BackoffMax = time.Duration(e.BackoffBase)*time.Millisecond, time.Duration(e.BackoffMax)*time.Millisecond
 	r.EnqueuedAt = time.UnixMicro(e.EnqueuedAt)

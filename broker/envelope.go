@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -30,6 +33,9 @@ type envelope struct {
 	// producer wrote. Without it a reader uses its own (default msgpack),
 	// as for envelopes written before it existed.
 	Serializer string `msgpack:"-"`
+	// Metadata, a tenth element (a map of strings) written only when the
+	// task has any; the ninth is then written too.
+	Metadata task.Metadata `msgpack:"-"`
 }
 
 // DecodeMsgpack reads an envelope of eight elements or more: the ninth is
@@ -66,7 +72,12 @@ func (e *envelope) DecodeMsgpack(d *msgpack.Decoder) error {
 			return err
 		}
 	}
-	for range n - 9 {
+	if n > 9 {
+		if err := d.Decode(&e.Metadata); err != nil {
+			return err
+		}
+	}
+	for range n - 10 {
 		if err := d.Skip(); err != nil {
 			return err
 		}
@@ -105,7 +116,7 @@ func encodeEnvelope(m *task.Message) (string, error) {
 // 160-byte allocation instead of a 192-byte one.
 //
 // ser is the serializer's name, written as a ninth element unless it is
-// msgpack (the empty string).
+// msgpack (the empty string) and the task has no metadata (the tenth).
 func appendEnvelope(dst []byte, m *task.Message, ser string) []byte {
 	var runAfter int64
 	if !m.RunAfter.IsZero() {
@@ -118,11 +129,14 @@ func appendEnvelope(dst []byte, m *task.Message, ser string) []byte {
 	if bmax == max(defaultBackoffMaxMs, m.BackoffBase.Milliseconds()) {
 		bmax = 0
 	}
-	if ser == "" || ser == "msgpack" {
-		dst = append(dst, 0x98) // fixarray of 8
-	} else {
-		dst = append(dst, 0x99) // fixarray of 9
+	fields := 8
+	switch {
+	case len(m.Metadata) > 0:
+		fields = 10
+	case ser != "" && ser != "msgpack":
+		fields = 9
 	}
+	dst = append(dst, 0x90|byte(fields)) // fixarray
 	dst = appendMsgpackStr(dst, m.TaskName)
 	dst = appendMsgpackBin(dst, m.Args)
 	dst = appendMsgpackInt(dst, m.EnqueuedAt.UnixMicro())
@@ -131,8 +145,11 @@ func appendEnvelope(dst []byte, m *task.Message, ser string) []byte {
 	dst = appendMsgpackInt(dst, base)
 	dst = appendMsgpackInt(dst, bmax)
 	dst = appendMsgpackInt(dst, m.Timeout.Milliseconds())
-	if ser != "" && ser != "msgpack" {
-		dst = appendMsgpackStr(dst, ser)
+	if fields > 8 {
+		dst = appendMsgpackStr(dst, cmp.Or(ser, "msgpack"))
+	}
+	if fields > 9 {
+		dst = appendMetadata(dst, m.Metadata)
 	}
 	return dst
 }
@@ -189,4 +206,20 @@ func appendMsgpackInt(dst []byte, v int64) []byte {
 		return append(dst, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 	}
 	return append(dst, 0xd3, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+// appendMetadata writes m as a msgpack map of strings, in key order (the
+// same metadata, the same bytes).
+func appendMetadata(dst []byte, m task.Metadata) []byte {
+	switch n := len(m); {
+	case n < 16:
+		dst = append(dst, 0x80|byte(n))
+	default: // at most task.MaxMetadataKeys
+		dst = append(dst, 0xde, byte(n>>8), byte(n))
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		dst = appendMsgpackStr(dst, k)
+		dst = appendMsgpackStr(dst, m[k])
+	}
+	return dst
 }

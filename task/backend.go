@@ -108,6 +108,8 @@ type Message struct {
 	// error of Enqueue or EnqueueMany, so that it does not fail the rest of
 	// a batch.
 	DuplicateOf string
+	// Metadata travels with the task (see Meta); nil when there is none.
+	Metadata Metadata
 	// Existing is set by the backend, instead of storing the message,
 	// when its id is already taken by a task of the same name and
 	// arguments: an enqueue sent again (WithID, or a request resent after
@@ -171,6 +173,7 @@ type RawResult struct {
 	WorkerIDs       []string
 	Err             *Error   // the final error, when FAILED
 	Errors          []*Error // every failed attempt's error, oldest first
+	Metadata        Metadata // see Meta; nil when there is none
 	Args            []byte   // encoded arguments
 	Value           []byte   // encoded return value; nil until COMPLETE
 	// Serializer decodes Args and Value; nil means msgpack.
@@ -184,6 +187,7 @@ func NewRawResult(msg *Message, ser serializer.Serializer) *RawResult {
 		ID: msg.ID, TaskName: msg.TaskName, Status: StatusNew, Priority: msg.Priority,
 		Queue: msg.Queue, Backend: msg.Backend, EnqueuedAt: msg.EnqueuedAt,
 		RunAfter: msg.RunAfter, Args: msg.Args, Serializer: ser, Limits: msg.Limits,
+		Metadata: msg.Metadata.Clone(),
 	}
 }
 
@@ -224,6 +228,7 @@ func (r *RawResult) clone() *RawResult {
 		c.Err = &e
 	}
 	c.Errors = slices.Clone(r.Errors)
+	c.Metadata = r.Metadata.Clone()
 	return &c
 }
 

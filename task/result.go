@@ -32,6 +32,7 @@ type Result[R any] struct {
 	Err         *Error   // non-nil only when Status == StatusFailed
 	Errors      []*Error // every failed attempt's error, oldest first (retries)
 	MaxAttempts int
+	Metadata    Metadata // see Meta; nil when there is none
 
 	value   R
 	backend Backend
@@ -56,6 +57,7 @@ func (r *Result[R]) set(raw *RawResult) error {
 	r.Queue, r.Backend = raw.Queue, raw.Backend
 	r.EnqueuedAt, r.RunAfter, r.StartedAt, r.FinishedAt = raw.EnqueuedAt, raw.RunAfter, raw.StartedAt, raw.FinishedAt
 	r.LastAttemptedAt = raw.LastAttemptedAt
+	r.Metadata = raw.Metadata.Clone()
 	r.Attempts, r.WorkerIDs, r.Err = raw.Attempts, slices.Clone(raw.WorkerIDs), raw.Err
 	r.Errors, r.MaxAttempts = slices.Clone(raw.Errors), raw.MaxAttempts
 	r.value = v

@@ -38,6 +38,9 @@ type config struct {
 	// mistake from none.
 	id    string
 	idSet bool
+	// meta is the task's metadata (Meta); shared by copies, replaced (not
+	// changed) by Meta.
+	meta Metadata
 
 	// Unique, UniqueKey and UniqueFor; the *Set flags tell an empty key or
 	// a zero window given by mistake from one not given at all.
@@ -343,6 +346,9 @@ func (c config) validate(b Backend) error {
 	if l.Timeout < 0 {
 		return invalid("Timeout %v is negative", l.Timeout)
 	}
+	if err := validateMetadata(c.meta); err != nil {
+		return err
+	}
 	if c.idSet && !ValidID(c.id) {
 		return invalid("id %q must be 1-%d characters of A-Z a-z 0-9 _ . : -", c.id, MaxIDLength)
 	}
@@ -399,7 +405,7 @@ func (t *Task[A, R]) build(b Backend, id string, args A, now time.Time) (*Messag
 	return &Message{
 		ID: id, TaskName: t.name, Queue: c.queue, Priority: c.priority, Backend: b.Name(),
 		Args: payload, EnqueuedAt: now, RunAfter: runAfter, Limits: c.limits.withDefaults(),
-		Unique: c.uniqueness(t.name, payload),
+		Unique: c.uniqueness(t.name, payload), Metadata: c.meta.Clone(),
 	}, nil
 }
 
