@@ -539,7 +539,11 @@ func testSIGKILLMidTask(t *testing.T, e *env) {
 	}
 	// The lease was renewed every lease/3 until the kill, so it expired at
 	// least ~2/3 lease after it; the reaper then acts at once.
-	rerun := r.StartedAt.Sub(killed)
+	// StartedAt is the first attempt's, LastAttemptedAt the second's.
+	if !r.StartedAt.Before(killed) || !r.LastAttemptedAt.After(r.StartedAt) {
+		t.Errorf("started %v, last attempt %v, killed %v: want the first start before the kill, the last after it", r.StartedAt, r.LastAttemptedAt, killed)
+	}
+	rerun := r.LastAttemptedAt.Sub(killed)
 	t.Logf("second attempt started %v after the SIGKILL (lease %v)", rerun, lease)
 	if rerun < lease/2 {
 		t.Errorf("second attempt started %v after the kill: before the lease (%v) could have expired", rerun, lease)
