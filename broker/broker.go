@@ -82,6 +82,13 @@ type Options struct {
 	// and the callers' context deadlines, or the wait ends in a timeout
 	// error instead of ErrNotReplicated.
 	WaitTimeout time.Duration
+
+	// EnqueueMiddleware wraps every Task.Enqueue and EnqueueMany on this
+	// backend (in this producer process), inside the process-wide
+	// middleware (task.UseEnqueue); the first is the outermost. Package
+	// task runs it: see task.EnqueueMiddleware. The workers' side is
+	// worker.Options.RunMiddleware.
+	EnqueueMiddleware []task.EnqueueMiddleware
 }
 
 // Defaults of Options.
@@ -143,6 +150,10 @@ func (b *Redis) Options() Options { return b.opts }
 
 // Name returns the backend name.
 func (b *Redis) Name() string { return b.opts.Name }
+
+// EnqueueMiddleware implements task.EnqueueMiddlewareProvider: it returns
+// Options.EnqueueMiddleware, which package task runs around enqueues.
+func (b *Redis) EnqueueMiddleware() []task.EnqueueMiddleware { return b.opts.EnqueueMiddleware }
 
 // Queues returns the allowed queue names (empty: any).
 func (b *Redis) Queues() []string { return slices.Clone(b.opts.Queues) }

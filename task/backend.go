@@ -15,8 +15,9 @@ import (
 // Backend stores enqueued tasks and their results: django-tasks' backends,
 // configured by name in the TASKS setting (here: Configure).
 //
-// A backend may also implement Checker, Closer, BatchEnqueuer and
-// SerializerProvider; Task uses them when present.
+// A backend may also implement Checker, Closer, BatchEnqueuer,
+// SerializerProvider and EnqueueMiddlewareProvider; Task uses them when
+// present.
 type Backend interface {
 	// Name is the name the backend is configured under.
 	Name() string
@@ -87,6 +88,14 @@ type BackendOptions struct {
 	// time of each line; to silence it, give a Logger whose handler
 	// discards, or whose level is above Warn.
 	Logger *slog.Logger
+	// EnqueueMiddleware wraps every enqueue on this backend, inside the
+	// process-wide middleware (UseEnqueue); the first is the outermost.
+	EnqueueMiddleware []EnqueueMiddleware
+	// RunMiddleware wraps every attempt the ImmediateBackend runs, inside
+	// the process-wide middleware (UseRun), as worker.Options.RunMiddleware
+	// does on a worker; the first is the outermost. The DummyBackend runs
+	// nothing and ignores it.
+	RunMiddleware []RunMiddleware
 }
 
 // Message is a serialized task on its way to a backend.

@@ -90,29 +90,40 @@ func (r *RawResult) deepCopy() *RawResult {
 // the last WorkerIDs entry is the worker running it.
 //
 // Execute fires the started hook, runs the task with Info and a snapshot
-// of r (see ResultFrom) in its context (bounded by r.Timeout), recovers a
-// panic, and sets r.FinishedAt and the outcome: COMPLETE with r.Value; or,
-// on failure, r.Err (also appended to r.Errors) and either FAILED or, when
-// the task may be retried, NEW with r.RunAfter set to the time of the next
-// attempt. It never panics. It does not fire the finished hook: call
-// Finished once the result is stored.
+// of r (see ResultFrom) in its context (bounded by r.Timeout), through the
+// process-wide run middleware (UseRun), recovers a panic, and sets
+// r.FinishedAt and the outcome: COMPLETE with r.Value; or, on failure,
+// r.Err (also appended to r.Errors) and either FAILED or, when the task
+// may be retried, NEW with r.RunAfter set to the time of the next attempt.
+// It never panics. It does not fire the finished hook: call Finished once
+// the result is stored.
 //
 // A task that calls runtime.Goexit (directly, or through a helper such as
 // testing.T.FailNow) fails its attempt with ErrorTypeGoexit. Goexit cannot
-// be stopped: without a Timeout the task runs in the caller's goroutine,
-// and then Execute records that outcome in r and never returns, because
-// the goroutine dies. Callers that must carry on run Execute in a
-// goroutine they can lose, and find r finished once it is gone.
-func Execute(ctx context.Context, r *RawResult) {
+// be stopped: without a Timeout and without run middleware the task runs
+// in the caller's goroutine, and then Execute records that outcome in r
+// and never returns, because the goroutine dies. Callers that must carry
+// on run Execute in a goroutine they can lose, and find r finished once it
+// is gone.
+func Execute(ctx context.Context, r *RawResult) { execute(ctx, r, nil) }
+
+// ExecuteWith is Execute with run middleware of the caller's own (a
+// worker's, a backend's) inside the process-wide one: mws[0] is the
+// outermost of them. Workers pass worker.Options.RunMiddleware, the
+// ImmediateBackend BackendOptions.RunMiddleware.
+func ExecuteWith(ctx context.Context, r *RawResult, mws ...RunMiddleware) { execute(ctx, r, mws) }
+
+func execute(ctx context.Context, r *RawResult, mws []RunMiddleware) {
 	info := Info{ResultID: r.ID, TaskName: r.TaskName, Attempt: r.Attempts}
 	if n := len(r.WorkerIDs); n > 0 {
 		info.WorkerID = r.WorkerIDs[n-1]
 	}
 	ctx = context.WithValue(ctx, infoKey{}, info)
 	ctx = context.WithValue(ctx, resultKey{}, runningView(r))
-	// Panics are recovered below (runRecovered, and around hooks), so the
-	// only way out of here that skips "returned = true" is runtime.Goexit:
-	// this deferred call is then the last code to run on this goroutine.
+	// Panics are recovered below (runRecovered, runThrough, and around
+	// hooks), so the only way out of here that skips "returned = true" is
+	// runtime.Goexit: this deferred call is then the last code to run on
+	// this goroutine.
 	returned := false
 	defer func() {
 		if !returned {
@@ -121,7 +132,7 @@ func Execute(ctx context.Context, r *RawResult) {
 		}
 	}()
 	emit(ctx, hookStarted, r)
-	value, err := runLimited(ctx, r)
+	value, err := runLimited(ctx, r, mws)
 	returned = true
 	r.FinishedAt = time.Now()
 	if err == nil {
@@ -153,12 +164,13 @@ func Fail(r *RawResult, err error) {
 // result is stored.
 func Finished(ctx context.Context, r *RawResult) { emit(ctx, hookFinished, r) }
 
-// runLimited runs the task under r.Timeout. A task that ignores its
-// context is abandoned TimeoutGrace after the deadline: it keeps running in
-// its goroutine, but the attempt is over and its result is dropped.
-func runLimited(ctx context.Context, r *RawResult) ([]byte, error) {
+// runLimited runs the task, through the run middleware (see runChain),
+// under r.Timeout. A task that ignores its context is abandoned
+// TimeoutGrace after the deadline: it keeps running in its goroutine, but
+// the attempt is over and its result is dropped.
+func runLimited(ctx context.Context, r *RawResult, mws []RunMiddleware) ([]byte, error) {
 	if r.Timeout <= 0 {
-		return runRecovered(ctx, r)
+		return runChain(ctx, r, mws)
 	}
 	tctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
@@ -171,11 +183,11 @@ func runLimited(ctx context.Context, r *RawResult) ([]byte, error) {
 	go func() {
 		// Sent from a deferred call so that a task that calls
 		// runtime.Goexit, which ends this goroutine, still reports at
-		// once: runRecovered then never returns and o keeps the Goexit
-		// failure (a panic cannot get past runRecovered).
+		// once: runChain then never returns and o keeps the Goexit
+		// failure (a panic cannot get past runChain).
 		o := outcome{err: goexitError()}
 		defer func() { done <- o }()
-		o.value, o.err = runRecovered(tctx, &rc)
+		o.value, o.err = runChain(tctx, &rc, mws)
 	}()
 	timedOut := func(err error) error {
 		msg := fmt.Sprintf("attempt exceeded its timeout of %v", r.Timeout)

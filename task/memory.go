@@ -28,6 +28,9 @@ type memoryStore struct {
 func (m *memoryStore) Name() string     { return m.name }
 func (m *memoryStore) MaxArgsSize() int { return m.opts.MaxArgsSize }
 func (m *memoryStore) Queues() []string { return slices.Clone(m.opts.Queues) }
+
+// EnqueueMiddleware implements EnqueueMiddlewareProvider.
+func (m *memoryStore) EnqueueMiddleware() []EnqueueMiddleware { return m.opts.EnqueueMiddleware }
 func (m *memoryStore) Serializer() serializer.Serializer {
 	if m.opts.Serializer == nil {
 		return serializer.Default
@@ -196,7 +199,7 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 		}
 		r.WorkerIDs = append(r.WorkerIDs, ImmediateWorkerID)
 		b.logTask(ctx, slog.LevelDebug, "task started", r)
-		executeApart(ctx, r)
+		executeApart(ctx, r, b.opts.RunMiddleware)
 		b.logOutcome(ctx, r)
 	}
 	// Kept only until Task.Enqueue picks it up with take.
@@ -208,12 +211,13 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 // executeApart runs Execute in a goroutine of its own and waits for it: a
 // task that calls runtime.Goexit ends that goroutine, not the caller's,
 // and Execute has recorded the failure in r by then. (A goroutine per
-// attempt costs little next to the serializing around it.)
-func executeApart(ctx context.Context, r *RawResult) {
+// attempt costs little next to the serializing around it.) mws is the
+// backend's run middleware.
+func executeApart(ctx context.Context, r *RawResult, mws []RunMiddleware) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Execute(ctx, r)
+		ExecuteWith(ctx, r, mws...)
 	}()
 	<-done
 }

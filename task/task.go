@@ -218,15 +218,16 @@ func (t *Task[A, R]) Call(ctx context.Context, args A) (R, error) {
 }
 
 // Enqueue validates the task and its arguments and hands them to the
-// backend. Validation failures wrap ErrInvalidTask (or ErrUnknownBackend)
-// and say what is wrong. A unique task (see Unique) that another task
+// backend, through the enqueue middleware (see UseEnqueue). Validation
+// failures wrap ErrInvalidTask (or ErrUnknownBackend) and say what is
+// wrong; an error of the middleware is returned wrapped. A unique task (see Unique) that another task
 // holds the key of is not enqueued: the error is a *DuplicateError.
 func (t *Task[A, R]) Enqueue(ctx context.Context, args A) (*Result[R], error) {
 	b, msg, err := t.message(args, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Enqueue(ctx, msg); err != nil {
+	if err := enqueueOne(ctx, b, msg); err != nil { // b.Enqueue, through the enqueue middleware
 		return nil, fmt.Errorf("enqueue %s: %w", t.name, err)
 	}
 	if msg.DuplicateOf != "" {
@@ -237,7 +238,8 @@ func (t *Task[A, R]) Enqueue(ctx context.Context, args A) (*Result[R], error) {
 
 // EnqueueMany enqueues one task per element of args. On backends that
 // support it (Redis) the whole batch is written in one round trip; either
-// every task is validated or none is enqueued.
+// every task is validated or none is enqueued. The enqueue middleware
+// (see UseEnqueue) wraps the whole batch once.
 //
 // Duplicates of unique tasks (see Unique), of earlier tasks or of an
 // earlier element of args, do not stop the others: their results are nil
@@ -264,16 +266,11 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 			return nil, fmt.Errorf("args[%d]: %w", i, err)
 		}
 	}
-	if be, ok := b.(BatchEnqueuer); ok {
-		if err := be.EnqueueMany(ctx, msgs); err != nil {
-			return nil, fmt.Errorf("enqueue %d × %s: %w", len(msgs), t.name, err)
-		}
-	} else {
-		for i, m := range msgs {
-			if err := b.Enqueue(ctx, m); err != nil {
-				return nil, fmt.Errorf("enqueue %s (%d of %d; the earlier ones are enqueued): %w", t.name, i+1, len(msgs), err)
-			}
-		}
+	// One EnqueueMany where b has it, else one Enqueue per message (an
+	// error then says how many were enqueued), through the enqueue
+	// middleware.
+	if err := enqueueMany(ctx, b, msgs); err != nil {
+		return nil, fmt.Errorf("enqueue %d × %s: %w", len(msgs), t.name, err)
 	}
 	out := make([]*Result[R], len(msgs))
 	var dups []error

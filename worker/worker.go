@@ -77,6 +77,11 @@ type Options struct {
 	OnRetry func(ctx context.Context, r *task.RawResult)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// RunMiddleware wraps every attempt this worker runs, inside the
+	// process-wide middleware (task.UseRun); the first is the outermost.
+	// See task.RunMiddleware. The producers' side is
+	// broker.Options.EnqueueMiddleware.
+	RunMiddleware []task.RunMiddleware
 }
 
 // Defaults of Options.
@@ -574,7 +579,7 @@ func (w *Worker) execute(p *pool, j *job, bad error) (next *job, nextBad error) 
 				go w.takeOver(p, j, start)
 			}
 		}()
-		task.Execute(j.ctx, r)
+		task.ExecuteWith(j.ctx, r, w.opts.RunMiddleware...)
 		exited = false
 	}
 	return w.finish(ctx, j, start)
