@@ -2,11 +2,9 @@ package gotasksotel
 
 import (
 	"context"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gotasks/gotasks/task"
 )
@@ -25,11 +23,7 @@ const (
 	OperationProcess = "process"
 )
 
-var (
-	systemAttr    = semconv.MessagingSystemKey.String(SystemName)
-	publishOpAttr = semconv.MessagingOperationName(OperationPublish)
-	processOpAttr = semconv.MessagingOperationName(OperationProcess)
-)
+var systemAttr = semconv.MessagingSystemKey.String(SystemName)
 
 // EnqueueMiddleware returns the middleware that makes the producer span of
 // each enqueue call ("publish <queue>", one for a whole EnqueueMany) and
@@ -46,20 +40,19 @@ func (i *Instrumentation) EnqueueMiddleware() task.EnqueueMiddleware {
 }
 
 func (i *Instrumentation) publish(ctx context.Context, b task.Backend, msgs []*task.Message, next task.EnqueueFunc) error {
-	start := time.Now()
+	start := i.metrics.clock(ctx, OperationPublish)
 	queue, taskName := common(msgs)
-	ctx, span := i.tracer.Start(ctx, spanName(OperationPublish, queue),
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(publishAttrs(b, queue, taskName, len(msgs))...))
+	sh := i.shapes.get(OperationPublish, queue)
+	ctx, span := i.tracer.Start(ctx, sh.name, sh.opts...)
 	for _, m := range msgs {
-		i.inject(ctx, m)
+		i.prop.Inject(ctx, (*messageCarrier)(m))
 	}
 	err := next(ctx, b, msgs)
-	if len(msgs) == 1 && msgs[0].ID != "" { // the backend may set it
-		span.SetAttributes(semconv.MessagingMessageID(msgs[0].ID))
+	if span.IsRecording() {
+		span.SetAttributes(publishAttrs(b, msgs, taskName)...)
 	}
 	errType := endSpan(span, err)
-	i.metrics.published(ctx, msgs, queue, errType, time.Since(start))
+	i.metrics.published(ctx, msgs, queue, errType, start)
 	return err
 }
 
@@ -78,23 +71,13 @@ func common(msgs []*task.Message) (queue, taskName string) {
 	return queue, taskName
 }
 
-// spanName is "<operation> <queue>", or the operation alone without a
-// queue.
-func spanName(op, queue string) string {
-	if queue == "" {
-		return op
-	}
-	return op + " " + queue
-}
-
-func publishAttrs(b task.Backend, queue, taskName string, n int) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 7)
-	attrs = append(attrs, systemAttr, semconv.MessagingOperationTypeSend, publishOpAttr)
-	if queue != "" {
-		attrs = append(attrs, semconv.MessagingDestinationName(queue))
-	}
-	if n > 1 {
-		attrs = append(attrs, semconv.MessagingBatchMessageCount(n))
+// publishAttrs are the attributes of a publish span beside its shape's.
+func publishAttrs(b task.Backend, msgs []*task.Message, taskName string) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 3)
+	if len(msgs) > 1 {
+		attrs = append(attrs, semconv.MessagingBatchMessageCount(len(msgs)))
+	} else if msgs[0].ID != "" {
+		attrs = append(attrs, semconv.MessagingMessageID(msgs[0].ID))
 	}
 	if taskName != "" {
 		attrs = append(attrs, TaskNameKey.String(taskName))
@@ -103,19 +86,4 @@ func publishAttrs(b task.Backend, queue, taskName string, n int) []attribute.Key
 		attrs = append(attrs, BackendKey.String(b.Name()))
 	}
 	return attrs
-}
-
-// inject writes the context of ctx's span into m's metadata (which the
-// message owns: see task.EnqueueMiddleware).
-func (i *Instrumentation) inject(ctx context.Context, m *task.Message) {
-	if len(i.prop.Fields()) == 0 { // the global propagator, never set
-		return
-	}
-	if m.Metadata == nil {
-		m.Metadata = make(task.Metadata, 2)
-	}
-	i.prop.Inject(ctx, MetadataCarrier(m.Metadata))
-	if len(m.Metadata) == 0 {
-		m.Metadata = nil // nil when there is none
-	}
 }

@@ -61,6 +61,7 @@ type Instrumentation struct {
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
 	mode    SpanMode
+	shapes  *shapes
 	metrics *instruments
 }
 
@@ -82,6 +83,7 @@ func New(opts Options) *Instrumentation {
 		tracer:  tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
 		prop:    prop,
 		mode:    opts.SpanMode,
+		shapes:  &shapes{mode: opts.SpanMode},
 		metrics: newInstruments(mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))),
 	}
 }

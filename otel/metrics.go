@@ -2,8 +2,6 @@ package gotasksotel
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -25,18 +23,13 @@ const (
 // seconds.
 var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
-// maxCachedSets bounds the cache of attribute sets; past it, sets are
-// made on each measurement.
-const maxCachedSets = 4096
-
 type instruments struct {
 	sent       metric.Int64Counter
 	sendTime   metric.Float64Histogram
 	consumed   metric.Int64Counter
 	processing metric.Float64Histogram
 
-	sets  sync.Map // setKey -> attribute.Set
-	nsets atomic.Int64
+	sets cache[setKey, attribute.Set]
 }
 
 // setKey names the attributes of a measurement.
@@ -62,11 +55,24 @@ func newInstruments(m metric.Meter) *instruments {
 	return ins
 }
 
+// clock returns the time now if the duration of op is measured, else the
+// zero time (and spares reading the clock).
+func (ins *instruments) clock(ctx context.Context, op string) time.Time {
+	h := ins.processing
+	if op == OperationPublish {
+		h = ins.sendTime
+	}
+	if h.Enabled(ctx) {
+		return time.Now()
+	}
+	return time.Time{}
+}
+
 // published records an enqueue call of msgs, whose common queue is queue
-// (the empty string: several).
-func (ins *instruments) published(ctx context.Context, msgs []*task.Message, queue, errType string, d time.Duration) {
-	if ins.sendTime.Enabled(ctx) {
-		ins.sendTime.Record(ctx, d.Seconds(), metric.WithAttributeSet(ins.set(setKey{OperationPublish, queue, "", errType})))
+// (the empty string: several), that started at start (see clock).
+func (ins *instruments) published(ctx context.Context, msgs []*task.Message, queue, errType string, start time.Time) {
+	if !start.IsZero() {
+		ins.sendTime.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(ins.set(setKey{OperationPublish, queue, "", errType})))
 	}
 	if !ins.sent.Enabled(ctx) {
 		return
@@ -80,29 +86,18 @@ func (ins *instruments) published(ctx context.Context, msgs []*task.Message, que
 	}
 }
 
-// processed records an attempt of r.
-func (ins *instruments) processed(ctx context.Context, r *task.RawResult, errType string, d time.Duration) {
-	if ins.processing.Enabled(ctx) {
-		ins.processing.Record(ctx, d.Seconds(), metric.WithAttributeSet(ins.set(setKey{OperationProcess, r.Queue, r.TaskName, errType})))
+// processed records an attempt of r that started at start (see clock).
+func (ins *instruments) processed(ctx context.Context, r *task.RawResult, errType string, start time.Time) {
+	if !start.IsZero() {
+		ins.processing.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(ins.set(setKey{OperationProcess, r.Queue, r.TaskName, errType})))
 	}
 	if ins.consumed.Enabled(ctx) {
 		ins.consumed.Add(ctx, 1, metric.WithAttributeSet(ins.set(setKey{OperationProcess, r.Queue, "", errType})))
 	}
 }
 
-// set returns the attribute set k names, from the cache when it can.
-func (ins *instruments) set(k setKey) attribute.Set {
-	if s, ok := ins.sets.Load(k); ok {
-		return s.(attribute.Set)
-	}
-	s := k.attributes()
-	if ins.nsets.Load() < maxCachedSets {
-		if _, loaded := ins.sets.LoadOrStore(k, s); !loaded {
-			ins.nsets.Add(1)
-		}
-	}
-	return s
-}
+// set returns the attribute set k names.
+func (ins *instruments) set(k setKey) attribute.Set { return ins.sets.get(k, setKey.attributes) }
 
 func (k setKey) attributes() attribute.Set {
 	kvs := make([]attribute.KeyValue, 0, 5)

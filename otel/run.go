@@ -20,57 +20,57 @@ import (
 func (i *Instrumentation) RunMiddleware() task.RunMiddleware {
 	return func(next task.RunFunc) task.RunFunc {
 		return func(ctx context.Context, r *task.RawResult) (value []byte, err error) {
-			start := time.Now()
+			start := i.metrics.clock(ctx, OperationProcess)
 			ctx, span := i.startProcess(ctx, r)
 			returned := false
 			defer func() {
-				if returned {
-					return
-				}
-				// A middleware further in panicked (the task's own panic
-				// comes back as an error), or the task called
-				// runtime.Goexit: the span ends all the same.
-				p := recover()
-				ferr := &task.Error{Type: task.ErrorTypeGoexit, Message: "the task called runtime.Goexit"}
-				if p != nil {
-					ferr = &task.Error{Type: task.ErrorTypePanic, Message: fmt.Sprintf("panic: %v", p)}
-				}
-				i.metrics.processed(ctx, r, endSpan(span, ferr), time.Since(start))
-				if p != nil {
-					panic(p)
+				if !returned {
+					i.abandoned(ctx, span, r, start, recover())
 				}
 			}()
 			value, err = next(ctx, r)
 			returned = true
-			i.metrics.processed(ctx, r, endSpan(span, err), time.Since(start))
+			i.metrics.processed(ctx, r, endSpan(span, err), start)
 			return value, err
 		}
 	}
 }
 
+// abandoned ends the span of an attempt whose run middleware did not
+// return: a middleware further in panicked with p (the task's own panic
+// comes back as an error), which goes on, or the goroutine is ending
+// (runtime.Goexit).
+func (i *Instrumentation) abandoned(ctx context.Context, span trace.Span, r *task.RawResult, start time.Time, p any) {
+	err := &task.Error{Type: task.ErrorTypeGoexit, Message: "the attempt called runtime.Goexit"}
+	if p != nil {
+		err = &task.Error{Type: task.ErrorTypePanic, Message: fmt.Sprintf("panic: %v", p)}
+	}
+	i.metrics.processed(ctx, r, endSpan(span, err), start)
+	if p != nil {
+		panic(p)
+	}
+}
+
 // startProcess starts the consumer span of the attempt r.
 func (i *Instrumentation) startProcess(ctx context.Context, r *task.RawResult) (context.Context, trace.Span) {
-	opts := []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(processAttrs(ctx, r)...),
-	}
-	var producer trace.SpanContext
+	sh := i.shapes.get(OperationProcess, r.Queue)
+	opts := sh.opts
 	if len(r.Metadata) > 0 {
 		outer := trace.SpanContextFromContext(ctx)
 		ctx = i.prop.Extract(ctx, MetadataCarrier(r.Metadata))
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsRemote() && !sc.Equal(outer) {
-			producer = sc
+		sc := trace.SpanContextFromContext(ctx)
+		if i.mode == Link && sc.IsValid() && sc.IsRemote() && !sc.Equal(outer) { // the producer's
+			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	if i.mode == Link {
-		opts = append(opts, trace.WithNewRoot())
-		if producer.IsValid() {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: producer}))
-		}
+	ctx, span := i.tracer.Start(ctx, sh.name, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(processAttrs(ctx, r)...)
 	}
-	return i.tracer.Start(ctx, spanName(OperationProcess, r.Queue), opts...)
+	return ctx, span
 }
 
+// processAttrs are the attributes of a process span beside its shape's.
 func processAttrs(ctx context.Context, r *task.RawResult) []attribute.KeyValue {
 	info, ok := task.InfoFrom(ctx)
 	if !ok { // the same, from the result
@@ -79,9 +79,8 @@ func processAttrs(ctx context.Context, r *task.RawResult) []attribute.KeyValue {
 			info.WorkerID = r.WorkerIDs[n-1]
 		}
 	}
-	attrs := make([]attribute.KeyValue, 0, 9)
-	attrs = append(attrs, systemAttr, semconv.MessagingOperationTypeProcess, processOpAttr,
-		semconv.MessagingDestinationName(r.Queue), semconv.MessagingMessageID(info.ResultID),
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs, semconv.MessagingMessageID(info.ResultID),
 		TaskNameKey.String(info.TaskName), TaskAttemptKey.Int(info.Attempt))
 	if info.WorkerID != "" {
 		attrs = append(attrs, WorkerIDKey.String(info.WorkerID))
