@@ -9,12 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/dashboard"
@@ -54,9 +56,10 @@ var (
 	adminCommands = []adminCommand{
 		{name: "queues", summary: "every queue: pending, deferred and running counts, age of the oldest and the next pending task",
 			examples: []string{"queues", "queues --json"}, run: (*adminRun).queues},
-		{name: "tasks", args: "--queue Q [--state pending|deferred|running|failed] [--limit N] [--offset N]",
-			summary:  "a page of a queue's unfinished or failed tasks",
-			examples: []string{"tasks --queue emails", "tasks --queue emails --state failed --limit 10"},
+		{name: "tasks", args: "--queue Q [--state pending|deferred|running|failed] [--limit N] [--offset N] [--meta KEY=VALUE]...",
+			summary: "a page of a queue's unfinished or failed tasks",
+			examples: []string{"tasks --queue emails", "tasks --queue emails --state failed --limit 10",
+				"tasks --queue emails --meta tenant=acme --meta region=eu --limit 500"},
 			flags: []adminFlag{
 				queueFlag("the queue to list (required)", ""),
 				{name: "state", arg: "STATE", usage: "pending, deferred, running or failed", def: string(broker.StatePending),
@@ -67,6 +70,11 @@ var (
 					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.IntVar(&a.limit, name, 50, "") }},
 				{name: "offset", arg: "N", usage: "skip this many tasks first", def: "0",
 					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.IntVar(&a.offset, name, 0, "") }},
+				{name: "meta", arg: "KEY=VALUE", usage: "show only the tasks whose metadata has KEY set to VALUE; " +
+					"repeatable: a task is shown when all match. The filter runs here, on the page read from Redis " +
+					"(--offset, --limit), so a page may show fewer tasks than --limit, or none, while tasks further " +
+					"on match: raise --limit, or page on with --offset",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.Var(metaFlag{&a.meta}, name, "") }},
 			}, run: (*adminRun).tasks},
 		{name: "show", args: "ID", summary: "one task or result: status, times, workers, every attempt's error, the return value",
 			examples: []string{"show 01J9Z3X1Y2", "show 01J9Z3X1Y2 --json"}, wantID: true, run: (*adminRun).show},
@@ -243,6 +251,34 @@ type adminRun struct {
 	yes, dryRun      bool
 	minAgeDays       int
 	failedMinAgeDays int
+	meta             task.Metadata // tasks --meta: every pair must match
+}
+
+// metaFlag collects the repeatable --meta KEY=VALUE of tasks.
+type metaFlag struct{ m *task.Metadata }
+
+func (f metaFlag) String() string { return "" }
+
+func (f metaFlag) Set(v string) error {
+	key, value, ok := strings.Cut(v, "=")
+	if !ok || key == "" {
+		return fmt.Errorf("want KEY=VALUE, not %q", v)
+	}
+	if *f.m == nil {
+		*f.m = task.Metadata{}
+	}
+	(*f.m)[key] = value
+	return nil
+}
+
+// matchesMeta reports whether r's metadata has every pair of want.
+func matchesMeta(r *task.RawResult, want task.Metadata) bool {
+	for k, v := range want {
+		if got, ok := r.Metadata[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // fail reports err and returns code: as {"error": "..."} on stdout with
@@ -435,6 +471,7 @@ type taskJSON struct {
 	FinishedAt  time.Time       `json:"finished_at,omitzero"`
 	Error       *task.Error     `json:"error,omitempty"`
 	Errors      []*task.Error   `json:"errors,omitempty"`
+	Metadata    task.Metadata   `json:"metadata,omitempty"`
 	Args        json.RawMessage `json:"args,omitempty"`
 	ArgsError   string          `json:"args_error,omitempty"`
 	Value       json.RawMessage `json:"return_value,omitempty"`
@@ -446,7 +483,7 @@ func toJSON(r *task.RawResult, withData bool) taskJSON {
 		ID: r.ID, Task: r.TaskName, Status: r.Status, Queue: r.Queue, Priority: r.Priority,
 		Attempts: r.Attempts, MaxAttempts: r.MaxAttempts, WorkerIDs: r.WorkerIDs,
 		EnqueuedAt: r.EnqueuedAt, RunAfter: r.RunAfter, StartedAt: r.StartedAt, LastAttempt: r.LastAttemptedAt,
-		FinishedAt: r.FinishedAt, Error: r.Err, Errors: r.Errors,
+		FinishedAt: r.FinishedAt, Error: r.Err, Errors: r.Errors, Metadata: r.Metadata,
 	}
 	if withData {
 		var err error
@@ -467,9 +504,13 @@ func (a *adminRun) tasks(ctx context.Context) error {
 		return err
 	}
 	state := broker.State(a.state)
-	rs, err := a.b.ListTasks(ctx, a.queue, state, a.offset, a.limit)
+	page, err := a.b.ListTasks(ctx, a.queue, state, a.offset, a.limit)
 	if err != nil {
 		return err
+	}
+	rs := page
+	if len(a.meta) > 0 {
+		rs = slices.DeleteFunc(slices.Clone(page), func(r *task.RawResult) bool { return !matchesMeta(r, a.meta) })
 	}
 	if a.json {
 		out := make([]taskJSON, 0, len(rs))
@@ -502,7 +543,12 @@ func (a *adminRun) tasks(ctx context.Context) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
-	if len(rs) == a.limit {
+	switch {
+	case len(a.meta) > 0 && len(page) == a.limit:
+		fmt.Fprintf(a.stderr, "%d of the %d tasks read match --meta; there may be more: --offset %d\n", len(rs), len(page), a.offset+len(page))
+	case len(a.meta) > 0:
+		fmt.Fprintf(a.stderr, "%d of the %d tasks read match --meta\n", len(rs), len(page))
+	case len(page) == a.limit:
 		fmt.Fprintf(a.stderr, "%d tasks shown; there may be more: --offset %d\n", len(rs), a.offset+len(rs))
 	}
 	return nil
@@ -534,6 +580,7 @@ func (a *adminRun) show(ctx context.Context) error {
 		row("last attempt", stamp(r.LastAttemptedAt))
 	}
 	row("finished", stamp(r.FinishedAt))
+	metaRows(tw, r.Metadata)
 	switch {
 	case j.ArgsError != "":
 		row("args", j.ArgsError)
@@ -568,6 +615,34 @@ func (a *adminRun) show(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// metaRows writes the metadata rows of show: "metadata:" and one
+// KEY=VALUE per row, sorted by key ("-" for none). A key or value that
+// would not read back from the row as it is, is quoted, Go style (see
+// quoteMeta).
+func metaRows(tw io.Writer, m task.Metadata) {
+	if len(m) == 0 {
+		fmt.Fprintf(tw, "metadata:\t-\n")
+		return
+	}
+	label := "metadata:"
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(tw, "%s\t%s=%s\n", label, quoteMeta(k, "="), quoteMeta(m[k], ""))
+		label = ""
+	}
+}
+
+// quoteMeta returns s, or s quoted when it holds characters that do not
+// print on one line (a newline, a tab, control characters), begins or
+// ends with a space, begins with a quote, or holds one of special (the
+// '=' of a key).
+func quoteMeta(s, special string) string {
+	if strings.ContainsAny(s, special) || strings.HasPrefix(s, `"`) || strings.TrimSpace(s) != s ||
+		strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // done reports a finished single-task operation.
