@@ -130,9 +130,8 @@ func attrs(kvs []attribute.KeyValue) map[string]string {
 
 // wantAttrs fails t for each of want that got lacks or has another value
 // of ("" in want: must be absent).
-func wantAttrs(t *testing.T, what string, got []attribute.KeyValue, want map[string]string) {
+func wantAttrs(t *testing.T, what string, m, want map[string]string) {
 	t.Helper()
-	m := attrs(got)
 	for k, v := range want {
 		g, ok := m[k]
 		switch {

@@ -36,7 +36,7 @@ func TestAnImmediateTaskHasAProducerAndALinkedConsumerSpan(t *testing.T) {
 	if pub.SpanKind != trace.SpanKindProducer || pub.Parent.SpanID() != parent.SpanContext().SpanID() {
 		t.Errorf("publish: kind %v, parent %v, want producer under the request", pub.SpanKind, pub.Parent.SpanID())
 	}
-	wantAttrs(t, "publish", pub.Attributes, map[string]string{
+	wantAttrs(t, "publish", attrs(pub.Attributes), map[string]string{
 		"messaging.system": "gotasks", "messaging.operation.type": "send", "messaging.operation.name": "publish",
 		"messaging.destination.name": "math", "messaging.message.id": res.ID, "gotasks.task.name": "otel.add",
 		"gotasks.backend": "default", "messaging.batch.message_count": "",
@@ -55,7 +55,7 @@ func TestAnImmediateTaskHasAProducerAndALinkedConsumerSpan(t *testing.T) {
 	if len(proc.Links) != 1 || !proc.Links[0].SpanContext.Equal(pub.SpanContext.WithRemote(true)) {
 		t.Errorf("process links %+v, want the publish span %v", proc.Links, pub.SpanContext)
 	}
-	wantAttrs(t, "process", proc.Attributes, map[string]string{
+	wantAttrs(t, "process", attrs(proc.Attributes), map[string]string{
 		"messaging.system": "gotasks", "messaging.operation.type": "process", "messaging.operation.name": "process",
 		"messaging.destination.name": "math", "messaging.message.id": res.ID, "gotasks.task.name": "otel.add",
 		"gotasks.task.attempt": "1", "gotasks.worker.id": task.ImmediateWorkerID, "gotasks.backend": "default",
@@ -106,11 +106,11 @@ func TestAFailureIsRecordedOnTheConsumerSpan(t *testing.T) {
 	if proc.Status.Code != codes.Error || proc.Status.Description != "boom" {
 		t.Errorf("status %+v", proc.Status)
 	}
-	wantAttrs(t, "process", proc.Attributes, map[string]string{"error.type": "_OTHER"})
+	wantAttrs(t, "process", attrs(proc.Attributes), map[string]string{"error.type": "_OTHER"})
 	if len(proc.Events) != 1 || proc.Events[0].Name != "exception" {
 		t.Fatalf("events %+v", proc.Events)
 	}
-	wantAttrs(t, "exception", proc.Events[0].Attributes, map[string]string{"exception.message": "boom"})
+	wantAttrs(t, "exception", attrs(proc.Events[0].Attributes), map[string]string{"exception.message": "boom"})
 	if e.span(t, "publish math").Status.Code != codes.Ok {
 		t.Error("the enqueue succeeded: its span should say so")
 	}
@@ -126,7 +126,7 @@ func TestAPanicIsRecordedWithItsStack(t *testing.T) {
 	if proc.Status.Code != codes.Error || !strings.Contains(proc.Status.Description, "kaboom") {
 		t.Errorf("status %+v", proc.Status)
 	}
-	wantAttrs(t, "process", proc.Attributes, map[string]string{"error.type": task.ErrorTypePanic})
+	wantAttrs(t, "process", attrs(proc.Attributes), map[string]string{"error.type": task.ErrorTypePanic})
 	if len(proc.Events) != 1 {
 		t.Fatalf("events %+v", proc.Events)
 	}
@@ -144,7 +144,7 @@ func TestEnqueueManyIsOneSpanWhoseContextEveryTaskCarries(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := e.span(t, "publish math")
-	wantAttrs(t, "publish", pub.Attributes, map[string]string{
+	wantAttrs(t, "publish", attrs(pub.Attributes), map[string]string{
 		"messaging.batch.message_count": "3", "messaging.message.id": "", "messaging.destination.name": "math",
 	})
 	if len(e.spans.GetSpans()) != 1 {
@@ -196,7 +196,7 @@ func TestATaskStoredOnTheDummyBackendLinksEachAttemptToItsEnqueue(t *testing.T) 
 		if len(p.Links()) != 1 || p.Links()[0].SpanContext.SpanID() != pub.SpanContext.SpanID() {
 			t.Errorf("attempt %d: links %v", i+1, p.Links())
 		}
-		wantAttrs(t, "process", p.Attributes(), map[string]string{
+		wantAttrs(t, "process", attrs(p.Attributes()), map[string]string{
 			"messaging.message.id": res.ID, "gotasks.task.attempt": strconv.Itoa(i + 1), "gotasks.worker.id": "w-" + strconv.Itoa(i+1),
 		})
 	}
@@ -222,7 +222,7 @@ func TestAFailedEnqueueIsAnErrorSpanAndCountsAsSuch(t *testing.T) {
 	if pub.Status.Code != codes.Error || len(pub.Events) != 1 {
 		t.Errorf("status %+v, events %v", pub.Status, pub.Events)
 	}
-	wantAttrs(t, "publish", pub.Attributes, map[string]string{"error.type": "context.DeadlineExceeded"})
+	wantAttrs(t, "publish", attrs(pub.Attributes), map[string]string{"error.type": "context.DeadlineExceeded"})
 	sent := sums(t, e.metrics(t)["messaging.client.sent.messages"])
 	if want := "error.type=context.DeadlineExceeded,messaging.destination.name=math,messaging.operation.name=publish,messaging.system=gotasks"; sent[want] != 1 {
 		t.Errorf("sent %v, want 1 for %s", sent, want)
