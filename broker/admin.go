@@ -31,11 +31,13 @@ var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 //
 // It is safe to run twice: the result keeps the call's token (field c),
 // and a call that finds its own token on a CANCELLED result (it was sent
-// again after its reply was lost) answers as the first time did.
+// again after its reply was lost) answers as the first time did, and
+// publishes no second cancelled event.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
-//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready  KEYS[11] first
+//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready  KEYS[11] first  KEYS[12] events (a channel)
 //	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status  ARGV[4] token (unique per call)
+//	ARGV[5] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //
 // Returns {'cancelled', value, finished_us, errors, first_us}, {'done', status} when
 // the task has finished, {'running'} or {'missing'}.
@@ -52,6 +54,7 @@ if not v then
 end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {'running'} end
 local us = now_us()
+local a = parse(v)
 local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
 local first = redis.call('HGET', KEYS[11], ARGV[1]) or ''
 redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs, 'c', ARGV[4], 'a', first)
@@ -67,6 +70,7 @@ end
 -- An earlier FAILED result under this id is replaced.
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
+if ARGV[5] ~= '' then emit(ARGV[5], KEYS[12], us, {event('x', ARGV[1], a, value_name(v))}) end
 return {'cancelled', v, us, errs, first}
 `)
 
@@ -76,11 +80,15 @@ return {'cancelled', v, us, errs, first}
 // result is dropped.
 //
 // It is safe to run twice: it leaves a short-lived mark of the call's
-// token (KEYS[9]), and a call that finds its mark answers 'ok' again.
+// token (KEYS[9]), and a call that finds its mark answers 'ok' again
+// (without a second event). It publishes a retried event, as a worker's
+// retry does: the task is NEW again.
 //
 //	KEYS[1] result  KEYS[2] tasks  KEYS[3] pending  KEYS[4] seq  KEYS[5] wake  KEYS[6] errors
 //	KEYS[7] failed  KEYS[8] ready  KEYS[9] the call's mark, {P:q}:retried:<token>  KEYS[10] first
+//	KEYS[11] events (a channel)
 //	ARGV[1] id  ARGV[2] the FAILED status
+//	ARGV[3] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //
 // Returns {'ok'}, {'status', status} for a result that is not FAILED,
 // {'live'} for an unfinished task, or {'missing'}.
@@ -95,7 +103,8 @@ end
 if r[2] ~= ARGV[2] then return {'status', r[2]} end
 -- The id was enqueued again after it failed: that copy owns the id now.
 if live then return {'live'} end
-local seq = next_seq(KEYS[4], now_ms())
+local ms = now_ms()
+local seq = next_seq(KEYS[4], ms)
 redis.call('SET', KEYS[4], num(seq))
 local a, p, s, st, w, env = parse(r[1])
 redis.call('HSET', KEYS[2], ARGV[1], pack(a, p, seq, st, w, env))
@@ -106,6 +115,7 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 wake(KEYS[5])
 redis.call('SET', KEYS[9], '1', 'PX', 60000)
+if ARGV[3] ~= '' then emit(ARGV[3], KEYS[11], num(ms * 1000), {event('r', ARGV[1], a, task_name(env, 1))}) end
 return {'ok'}
 `)
 
@@ -265,8 +275,8 @@ func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) 
 // CancelIn is Cancel for a task known to be on queue.
 func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready, k.first},
-		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled), newToken()).Slice()
+	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready, k.first, k.events},
+		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled), newToken(), b.pub).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
 	}
@@ -308,8 +318,8 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
 	k := b.keys(q)
-	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready, k.tag + ":retried:" + newToken(), k.first},
-		id, string(task.StatusFailed)).StringSlice()
+	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready, k.tag + ":retried:" + newToken(), k.first, k.events},
+		id, string(task.StatusFailed), b.pub).StringSlice()
 	if err != nil {
 		return fmt.Errorf("retry %s in %s: %w", id, q, err)
 	}

@@ -83,6 +83,13 @@ type Options struct {
 	// error instead of ErrNotReplicated.
 	WaitTimeout time.Duration
 
+	// Events says how the scripts of this backend publish task events
+	// (see Subscribe): EventsAuto (the zero value), EventsPublish,
+	// EventsSharded or EventsOff. Every process that changes tasks
+	// (producers, workers, admin tools) publishes with its own setting;
+	// a subscriber sees the events of those that publish.
+	Events EventMode
+
 	// EnqueueMiddleware wraps every Task.Enqueue and EnqueueMany on this
 	// backend (in this producer process), inside the process-wide
 	// middleware (task.UseEnqueue); the first is the outermost. Package
@@ -115,6 +122,14 @@ type Redis struct {
 
 	noUnblock      atomic.Bool // the server has no CLIENT ID / CLIENT UNBLOCK, or the user may not run it
 	unblockAllowed atomic.Bool // CLIENT UNBLOCK was tried once and allowed
+
+	// pub is the command the scripts publish events with: PUBLISH,
+	// SPUBLISH or "" (none); see Options.Events.
+	pub string
+	// waits shares one subscription per queue among Result.Wait calls
+	// (see WaitFinished); made on first use.
+	waitsOnce sync.Once
+	waits     *waitHub
 }
 
 // New returns a backend on client. The caller keeps ownership of client.
@@ -139,7 +154,7 @@ func New(client redis.UniversalClient, opts Options) *Redis {
 	// WAIT takes milliseconds, and 0 would wait for ever.
 	opts.WaitTimeout = max(opts.WaitTimeout, time.Millisecond)
 	opts.Queues = slices.Clone(opts.Queues)
-	return &Redis{rdb: client, opts: opts, known: map[string]bool{}}
+	return &Redis{rdb: client, opts: opts, known: map[string]bool{}, pub: publishCommand(client, opts.Events)}
 }
 
 // Client returns the underlying Redis client.
@@ -186,8 +201,13 @@ func (b *Redis) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connection if Open made it.
+// Close ends the subscriptions of Result.Wait calls (see WaitFinished)
+// and closes the connection if Open made it.
 func (b *Redis) Close() error {
+	b.waitsOnce.Do(func() {}) // no hub from now on
+	if b.waits != nil {
+		b.waits.close()
+	}
 	if b.owned {
 		return b.rdb.Close()
 	}
@@ -206,6 +226,8 @@ type keys struct {
 	unique string
 	// failed indexes the FAILED results; done counts finishes by status.
 	failed, done string
+	// events is the queue's pub/sub channel (see events.go), not a key.
+	events string
 }
 
 func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
@@ -215,9 +237,9 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 // was a third of its allocations.
 type queueKeys struct {
 	keys
-	enqueue []any // KEYS[1..8] of enqueueScript
-	claim   []any // KEYS[1..7] of claimScript
-	finish  []any // KEYS[1..7] of finishScript
+	enqueue []any // KEYS[1..9] of enqueueScript
+	claim   []any // KEYS[1..8] of claimScript
+	finish  []any // KEYS[1..8] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
 	co *coalescer
@@ -239,11 +261,11 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 		tag: tag, tasks: tag + ":tasks", ready: tag + ":ready", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
-		first: tag + ":first",
+		first: tag + ":first", events: tag + ":events",
 	}
-	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready},
-		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first},
-		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first}}
+	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready, k.events},
+		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first, k.events},
+		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first, k.events}}
 	b.kmu.Lock()
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}
@@ -291,8 +313,8 @@ type batch struct {
 
 // command is the batch's enqueue script call: EVALSHA, or with eval the
 // script's text (after NOSCRIPT: a Redis that keeps losing its scripts
-// cannot fail it again).
-func (q *batch) command(ctx context.Context, eval bool) *redis.Cmd {
+// cannot fail it again). pub is the command that publishes its events.
+func (q *batch) command(ctx context.Context, eval bool, pub string) *redis.Cmd {
 	nkeys := len(q.keys.enqueue) + len(q.unique) + len(q.msgs)
 	args := make([]any, 0, 4+nkeys+len(q.args)+len(q.uargs))
 	if eval {
@@ -305,7 +327,7 @@ func (q *batch) command(ctx context.Context, eval bool) *redis.Cmd {
 	for _, m := range q.msgs {
 		args = append(args, q.keys.result(m.ID))
 	}
-	args = append(args, len(q.msgs))
+	args = append(args, len(q.msgs), pub)
 	args = append(args, q.args...)
 	args = append(args, q.uargs...)
 	cmd := redis.NewCmd(ctx, args...)
@@ -544,7 +566,7 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 		if m.Unique != nil {
 			h := uniqueHash(m.Unique)
 			q.unique = append(q.unique, q.keys.window(h))
-			// The first seven KEYS are the queue's own, see enqueueScript.
+			// The first KEYS are the queue's own, see enqueueScript.
 			q.uargs = append(q.uargs, len(q.msgs)+1, h, windowMillis(m.Unique.For), len(q.keys.enqueue)+len(q.unique))
 		}
 		q.msgs = append(q.msgs, m)
@@ -619,7 +641,7 @@ func (b *Redis) enqueue(ctx context.Context, batches []*batch, total int, eval b
 	b.mu.Unlock()
 	cmds := make([]*redis.Cmd, len(batches))
 	for i, q := range batches {
-		cmds[i] = q.command(ctx, eval)
+		cmds[i] = q.command(ctx, eval, b.pub)
 	}
 	var registered map[string]*redis.IntCmd
 	var pipes *pipelines

@@ -149,7 +149,7 @@ func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID, la
 	keys := make([]any, 0, len(qk.claim)+1)
 	keys = append(append(keys, qk.claim...), record)
 	return scriptCall{op: "claim", script: claimScript, keys: keys,
-		args: []any{n, lease.Milliseconds(), workerID, b.claimToken(record, n)}}
+		args: []any{n, lease.Milliseconds(), workerID, b.claimToken(record, n), b.pub}}
 }
 
 // unsureClaim is a claim call that ended without a reply: Redis may have
@@ -340,7 +340,7 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 			case stamps[j] == 0:
 				errs[ri] = fmt.Errorf("%s %s attempt %d: %w", call.op, r.ID, r.Attempts, ErrLeaseLost)
 			case stamps[j] < 0:
-				errs[ri] = fmt.Errorf("%s %s: its result key %s holds a value of another type", call.op, r.ID, call.keys[7+j])
+				errs[ri] = fmt.Errorf("%s %s: its result key %s holds a value of another type", call.op, r.ID, call.keys[finishKeys+j])
 			case call.script == finishScript:
 				r.FinishedAt = time.UnixMicro(stamps[j])
 			}
@@ -348,6 +348,9 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	}
 	return errs, got, claimErr
 }
+
+// finishKeys is the number of KEYS of finishScript before the result keys.
+const finishKeys = 8
 
 // maxFinishBatch bounds the tasks one finish script call writes: its
 // arguments are unpacked onto Lua's stack, which holds a few thousand.
@@ -456,7 +459,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				keys := make([]any, 0, len(qk.finish)+len(rs)-i)
 				calls = append(calls, scriptCall{op: "finish", script: finishScript,
 					keys: append(keys, qk.finish...),
-					args: []any{b.opts.ResultTTL.Milliseconds(), string(task.StatusFailed)}})
+					args: []any{b.opts.ResultTTL.Milliseconds(), string(task.StatusFailed), b.pub}})
 			}
 			c := &calls[ci]
 			c.keys = append(c.keys, qk.result(r.ID))
@@ -473,8 +476,8 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
 			}
 			calls = append(calls, scriptCall{op: "retry", script: retryScript,
-				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready, qk.result(r.ID)},
-				args: []any{r.ID, r.Attempts, at, errsBlob}, idx: []int{i}})
+				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready, qk.result(r.ID), qk.events},
+				args: []any{r.ID, r.Attempts, at, errsBlob, b.pub}, idx: []int{i}})
 		default:
 			errs[i] = fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
 		}

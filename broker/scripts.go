@@ -39,6 +39,10 @@ import (
 //	                   failed tasks an operator looks at; entries past their score are stale
 //	T:done     hash    status → how many tasks finished with it (COMPLETE, FAILED, CANCELLED)
 //	                   since the queue was first used: throughput for dashboards
+//	T:events   channel (pub/sub, not a key) the queue's events: the scripts that enqueue,
+//	                   claim, retry, finish and cancel publish one message per call that
+//	                   changed something, listing its tasks (see events.go); passed in KEYS
+//	                   like a key, so that SPUBLISH (Redis Cluster) stays on the queue's shard
 //
 // A T:unique entry is only held while its holder id is in T:tasks: the
 // enqueue script treats any other entry as released. So a task that leaves
@@ -352,6 +356,42 @@ local function holds(running, tasks, id, att)
   if a ~= tonumber(att) then return nil end
   return v
 end
+-- task_name is the task name of the envelope that starts at byte at of s
+-- (the first field of its msgpack array, see appendEnvelope), copying
+-- only the name; the empty string if it cannot read one.
+local function task_name(s, at)
+  local a, b = string.byte(s, at, at + 1)
+  if not b or a < 0x98 or a > 0x9f then return '' end
+  if b >= 0xa0 and b <= 0xbf then return string.sub(s, at + 2, at + 1 + b - 0xa0) end
+  if b == 0xd9 then return string.sub(s, at + 3, at + 2 + (string.byte(s, at + 2) or 0)) end
+  if b == 0xda then
+    local h, l = string.byte(s, at + 2, at + 3)
+    if l then return string.sub(s, at + 4, at + 3 + h * 256 + l) end
+  end
+  return ''
+end
+-- value_name is the task name of a stored task value (header and envelope).
+local function value_name(v)
+  local nl = string.find(v, '\n', 1, true)
+  return task_name(v, (nl or 0) + 1)
+end
+-- event is one task's line of an event message (see events.go): its kind
+-- (a letter), id, attempt, and the task name after its length in bytes.
+local function event(k, id, att, name)
+  return k .. ' ' .. id .. ' ' .. att .. ' ' .. #name .. ' ' .. name
+end
+-- emit publishes the events of one call, lines, as one message on the
+-- queue's channel ch (one per 1000 lines), stamped t (unix µs, Redis'
+-- clock): with cmd, PUBLISH or SPUBLISH (which a server before 7.0 does
+-- not know: then PUBLISH). pcall: a user not allowed to publish (ACL
+-- channels) loses its events, not the state change they tell of.
+local function emit(cmd, ch, t, lines)
+  for i = 1, #lines, 1000 do
+    local msg = t .. '\n' .. table.concat(lines, '\n', i, math.min(i + 999, #lines))
+    local r = redis.pcall(cmd, ch, msg)
+    if cmd == 'SPUBLISH' and type(r) == 'table' and r.err then redis.pcall('PUBLISH', ch, msg) end
+  end
+end
 `
 
 // enqueueScript stores tasks and makes them ready, or deferred until their
@@ -362,12 +402,15 @@ end
 // was lost): an id already taken by a task of the same name and arguments,
 // unfinished (T:tasks) or finished (its result), is that task. It is not
 // stored again and is reported as a duplicate of itself. An id taken by
-// a different task fails the call.
+// a different task fails the call. It publishes an enqueued event for
+// each task it stored, and none for the others: a second run publishes
+// nothing.
 //
 //	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] seq  KEYS[5] wake  KEYS[6] dwake
-//	KEYS[7] unique  KEYS[8] ready  KEYS[9...] u:<h> of the unique tasks, then
-//	        the result key r:<id> of each task (the last n KEYS)
-//	ARGV[1] n, the number of tasks; then n groups of 4: id, priority,
+//	KEYS[7] unique  KEYS[8] ready  KEYS[9] events (a channel)  KEYS[10...] u:<h> of the
+//	        unique tasks, then the result key r:<id> of each task (the last n KEYS)
+//	ARGV[1] n, the number of tasks  ARGV[2] the publish command (PUBLISH, SPUBLISH or
+//	        the empty string: no events); then n groups of 4: id, priority,
 //	        run_after_ms (0: now), envelope; then a group of 4 for each
 //	        unique task: its task number (1-based), <h>, window_ms (0: until
 //	        it finishes) and the index in KEYS of its u:<h> key
@@ -386,6 +429,7 @@ end
 // a shorter path.
 var enqueueScript = newScript(`
 local n = tonumber(ARGV[1])
+local pub = ARGV[2]
 local rk = #KEYS - n -- KEYS[rk + i] is the result key of task i
 local last = redis.call('GET', KEYS[4])
 local fresh = 0
@@ -399,26 +443,27 @@ end
 local function taken(id)
   return redis.error_reply('gotasks: duplicate task id ' .. id)
 end
-if n == 1 and #ARGV == 5 then
+if n == 1 and #ARGV == 6 then
   -- One task, not unique: the usual Enqueue, in as few commands as can be.
-  local id, prio, at = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+  local id, prio, at, env = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
   local done = redis.call('HGET', KEYS[rk + 1], 't')
   if done then
-    if same(done, ARGV[5]) then return {0, fresh, 1, id} end
+    if same(done, env) then return {0, fresh, 1, id} end
     return taken(id)
   end
   local seq = nil
   local v
   if at > ms then
-    v = value(prio, 0, ARGV[5])
+    v = value(prio, 0, env)
   else
     seq = math.max(last + 1, (ms - 1735689600000) * 16)
-    v = value(prio, seq, ARGV[5])
+    v = value(prio, seq, env)
   end
   if redis.call('HSETNX', KEYS[1], id, v) == 0 then
-    if same(redis.call('HGET', KEYS[1], id), ARGV[5]) then return {0, fresh, 1, id} end
+    if same(redis.call('HGET', KEYS[1], id), env) then return {0, fresh, 1, id} end
     return taken(id)
   end
+  if pub ~= '' then emit(pub, KEYS[9], num(ms * 1000), {event('e', id, 0, task_name(env, 1))}) end
   if seq then
     ready(KEYS[2], KEYS[8], id, prio, seq)
     redis.call('SET', KEYS[4], num(seq))
@@ -453,7 +498,7 @@ end
 -- or the call fails before anything is written.
 local ids, rkeys = {}, {}
 for i = 1, n do
-  ids[i] = ARGV[4 * i - 2]
+  ids[i] = ARGV[4 * i - 1]
   rkeys[i] = KEYS[rk + i]
 end
 local again = {}
@@ -463,12 +508,12 @@ for i = 1, n do
   local v = live[i]
   if not v and finished > 0 then v = redis.call('HGET', rkeys[i], 't') end
   if v then
-    if not same(v, ARGV[4 * i + 1]) then return taken(ids[i]) end
+    if not same(v, ARGV[4 * i + 2]) then return taken(ids[i]) end
     again[i] = true
   end
 end
 local uniq = {}
-for j = 2 + 4 * n, #ARGV, 4 do uniq[tonumber(ARGV[j])] = j end
+for j = 3 + 4 * n, #ARGV, 4 do uniq[tonumber(ARGV[j])] = j end
 -- stored: the ids of this call that are stored, whose values are only
 -- written at the end.
 local stored = {}
@@ -484,10 +529,10 @@ local function holder(h, w)
   return nil
 end
 local seq = nil
-local unique = #ARGV > 1 + 4 * n
-local values, zready, lready, deferred, dups, bases = {}, {}, {}, {}, {}, {}
+local unique = #ARGV > 2 + 4 * n
+local values, zready, lready, deferred, dups, bases, events = {}, {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local j = 4 * i - 2
+  local j = 4 * i - 1
   local id, prio, at = ARGV[j], tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
   local dup = nil
   local u = uniq[i]
@@ -532,6 +577,7 @@ for i = 1, n do
     if unique then stored[id] = true end
     values[#values + 1] = id
     values[#values + 1] = value(prio, s, ARGV[j + 3])
+    if pub ~= '' then events[#events + 1] = event('e', id, 0, task_name(ARGV[j + 3], 1)) end
   end
 end
 if #values > 0 then bulk('HSET', KEYS[1], values) end
@@ -545,6 +591,7 @@ elseif fresh == 1 then
   redis.call('SET', KEYS[4], '0')
 end
 if #deferred > 0 then wake(KEYS[6]) end
+if pub ~= '' then emit(pub, KEYS[9], num(ms * 1000), events) end
 local out = {#values / 2, fresh}
 for _, x in ipairs(dups) do out[#out + 1] = x end
 return out
@@ -558,11 +605,14 @@ return out
 // whose token the record holds returns those tasks again, those still
 // held by that claim, instead of taking more. A claim whose reply was lost
 // and sent again therefore delivers its tasks, rather than leaving them
-// RUNNING, held by no one, until their lease ends.
+// RUNNING, held by no one, until their lease ends. A replay publishes no
+// events: the started events are the first run's.
 //
 //	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors  KEYS[6] ready
-//	KEYS[7] first  KEYS[8] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
+//	KEYS[7] first  KEYS[8] events (a channel)
+//	KEYS[9] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
 //	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id  ARGV[4] token (unique per call)
+//	ARGV[5] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //
 // Returns {now_us, id1, value1, errors1, first1, id2, ...} with the updated
 // values, the errors of earlier attempts (the empty string if none) and
@@ -572,7 +622,8 @@ return out
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = newScript(`
 local n = tonumber(ARGV[1])
-local rec = redis.call('GET', KEYS[8])
+local pub = ARGV[5]
+local rec = redis.call('GET', KEYS[9])
 if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
   -- The same call again: its tasks, if this claim still holds them.
   local out, us = {}, nil
@@ -617,7 +668,7 @@ if #ids > 0 then
   -- One command per key for the whole batch, not per task.
   local vals = redis.call('HMGET', KEYS[3], unpack(ids))
   local errs = redis.call('HMGET', KEYS[5], unpack(ids))
-  local values, leases, record = {}, {}, {ARGV[4], us}
+  local values, leases, record, events = {}, {}, {ARGV[4], us}, {}
   for i, id in ipairs(ids) do
     local v = vals[i]
     if v then
@@ -644,13 +695,16 @@ if #ids > 0 then
       out[#out + 1] = v
       out[#out + 1] = errs[i] or ''
       out[#out + 1] = first
-      record[#record + 1] = id .. '/' .. string.match(v, '^%d+')
+      local att = string.match(v, '^%d+')
+      record[#record + 1] = id .. '/' .. att
+      if pub ~= '' then events[#events + 1] = event('s', id, att, value_name(v)) end
     end
   end
   if #values > 0 then
     redis.call('HSET', KEYS[3], unpack(values))
     redis.call('ZADD', KEYS[2], unpack(leases))
-    redis.call('SET', KEYS[8], table.concat(record, ' '), 'PX', ARGV[2])
+    redis.call('SET', KEYS[9], table.concat(record, ' '), 'PX', ARGV[2])
+    if pub ~= '' then emit(pub, KEYS[8], us, events) end
   end
 end
 if redis.call('LLEN', KEYS[6]) > 0 or redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
@@ -705,8 +759,9 @@ return lost
 // Each task is fenced on its own; the call as a whole is one atomic step.
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] errors  KEYS[4] unique  KEYS[5] failed  KEYS[6] done
-//	KEYS[7] first  KEYS[7+i] the result key of task i
+//	KEYS[7] first  KEYS[8] events (a channel)  KEYS[8+i] the result key of task i
 //	ARGV[1] ttl_ms  ARGV[2] the FAILED status
+//	ARGV[3] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //	ARGV    then a group of 6 for each task i: id, attempt, status, value, error,
 //	        errors of every failed attempt
 //
@@ -714,7 +769,8 @@ return lost
 // lost, or -1 when its result key holds another type (nothing is written
 // for either). A finish sent again after its reply was lost finds the
 // result it wrote (the same attempt and status) and returns its time: it
-// is safe to run twice. A task's unique key (if any) is
+// is safe to run twice, and publishes events only for the tasks whose
+// result it wrote (one message for the call). A task's unique key (if any) is
 // released by the HDEL from tasks; the release_unique calls only free the
 // T:unique entries' memory.
 //
@@ -724,18 +780,19 @@ return lost
 // the script call's own cost is paid once, not per task.
 var finishScript = newScript(`
 local ttl = tonumber(ARGV[1])
-local n = (#ARGV - 2) / 6
+local pub = ARGV[3]
+local n = (#ARGV - 3) / 6
 local ids = {}
-for i = 1, n do ids[i] = ARGV[6 * i - 3] end
+for i = 1, n do ids[i] = ARGV[6 * i - 2] end
 local vals = redis.call('HMGET', KEYS[2], unpack(ids))
 local leased = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local firsts = redis.call('HMGET', KEYS[7], unpack(ids))
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
-local out, fin, seen, failed, counts = {}, {}, {}, {}, {}
+local out, fin, seen, failed, counts, events = {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local j = 6 * i - 3
+  local j = 6 * i - 2
   local id, v = ARGV[j], vals[i]
   out[i] = 0
   -- The attempt in the header must be the caller's, and the task in
@@ -746,7 +803,7 @@ for i = 1, n do
     -- Not held: unless this very finish was already stored (the call is
     -- sent again after its reply was lost). Only the holder of the
     -- attempt writes a result under it.
-    local r = redis.pcall('HMGET', KEYS[7 + i], 't', 's', 'f')
+    local r = redis.pcall('HMGET', KEYS[8 + i], 't', 's', 'f')
     if type(r) == 'table' and not r.err and r[1] and r[2] == ARGV[j + 2]
         and tonumber(string.match(r[1], '^(%d+) ') or -1) == tonumber(ARGV[j + 1]) then
       out[i] = tonumber(r[3])
@@ -756,17 +813,20 @@ for i = 1, n do
     local st = ARGV[j + 2]
     -- pcall: a result key that holds another type (written by something
     -- else) fails this task alone, not the script.
-    local w = redis.pcall('HSET', KEYS[7 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
+    local w = redis.pcall('HSET', KEYS[8 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
     if type(w) == 'table' and w.err then
       out[i] = -1
     else
-      redis.call('PEXPIRE', KEYS[7 + i], ttl)
+      redis.call('PEXPIRE', KEYS[8 + i], ttl)
       seen[id] = true
       fin[#fin + 1] = id
+      local k = 'c'
       if st == ARGV[2] then
+        k = 'f'
         failed[#failed + 1] = num(ms + ttl)
         failed[#failed + 1] = id
       end
+      if pub ~= '' then events[#events + 1] = event(k, id, a, value_name(v)) end
       counts[st] = (counts[st] or 0) + 1
       out[i] = us
     end
@@ -787,6 +847,7 @@ if #failed > 0 then
   redis.call('ZADD', KEYS[5], unpack(failed))
 end
 for st, c in pairs(counts) do redis.call('HINCRBY', KEYS[6], st, c) end
+if pub ~= '' then emit(pub, KEYS[8], us, events) end
 return out
 `)
 
@@ -798,11 +859,14 @@ return out
 // this very call's, whose reply was lost. The errors it stored then still
 // stand: in T:errors while the next attempt has not finished, in the
 // result's errors once it completed. Only the holder of the attempt writes
-// that list of errors (it ends with the attempt's own).
+// that list of errors (it ends with the attempt's own). The retried event
+// is published only by the run that made the change.
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] pending  KEYS[4] delayed  KEYS[5] seq
 //	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors  KEYS[9] ready  KEYS[10] result
+//	KEYS[11] events (a channel)
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] run_after_ms  ARGV[4] errors of every failed attempt
+//	ARGV[5] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //
 // Returns 1, or 0 when the lease was lost.
 var retryScript = newScript(`
@@ -827,6 +891,7 @@ else
   ready(KEYS[3], KEYS[9], ARGV[1], p, seq)
   wake(KEYS[6])
 end
+if ARGV[5] ~= '' then emit(ARGV[5], KEYS[11], num(ms * 1000), {event('r', ARGV[1], ARGV[2], value_name(v))}) end
 return 1
 `)
 

@@ -97,12 +97,28 @@ func (r *Result[R]) Refresh(ctx context.Context) error {
 	return r.set(raw)
 }
 
-// Wait refreshes the result every interval until it is finished or ctx is
-// done. A zero interval means 50ms. It is a convenience for scripts and
-// tests; services usually read results when they need them.
+// Wait refreshes the result until it is finished or ctx is done. On a
+// backend that is a FinishWaiter (Redis) it refreshes as soon as the
+// backend tells of the task's finish, and every interval as well, in case
+// that news is lost (pub/sub cut off, events turned off); on others it
+// refreshes every interval. A zero interval means 50ms. It is a
+// convenience for scripts and tests; services usually read results when
+// they need them.
 func (r *Result[R]) Wait(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
+	}
+	if r.IsFinished() {
+		return nil
+	}
+	finished, stop := r.watch(ctx)
+	if stop != nil {
+		defer stop()
+		// Watching started: a finish from now on is told. One that came
+		// before is read now.
+		if err := r.Refresh(ctx); err != nil {
+			return err
+		}
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -111,10 +127,25 @@ func (r *Result[R]) Wait(ctx context.Context, interval time.Duration) error {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s: %w", r.ID, ctx.Err())
 		case <-t.C:
+		case <-finished:
 		}
 		if err := r.Refresh(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// watch starts watching r's finish if its backend can (FinishWaiter);
+// stop is nil when it cannot, and Wait only polls.
+func (r *Result[R]) watch(ctx context.Context) (<-chan struct{}, func()) {
+	fw, ok := r.backend.(FinishWaiter)
+	if !ok || r.Queue == "" {
+		return nil, nil
+	}
+	finished, stop, err := fw.WaitFinished(ctx, r.ID, r.Queue)
+	if err != nil {
+		return nil, nil
+	}
+	return finished, stop
 }
