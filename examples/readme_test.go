@@ -25,6 +25,10 @@ import (
 // test file: the program runs in it (see examples/internal/exampletest),
 // or its functions do. To change a README block, change the example file
 // and its test first, then copy the code into the README.
+//
+// The examples of the nested module otel/ (which the root module must not
+// import) are files under otel/, whose tests run with that module's own
+// (cd otel && go test ./..., as .ci/run does).
 
 // exampleMarker is the comment that names a block's example file.
 var exampleMarker = regexp.MustCompile(`^<!-- example: (\S+) -->$`)
@@ -95,8 +99,8 @@ func checkBlock(b goBlock, readFile func(path string) ([]byte, error), hasTest f
 		return where + " names no example file: put <!-- example: examples/DIR/FILE.go --> on the line before its ```go, and the code in that file"
 	}
 	p := filepath.ToSlash(filepath.Clean(b.example))
-	if !strings.HasPrefix(p, "examples/") || !strings.HasSuffix(p, ".go") {
-		return fmt.Sprintf("%s names %s: want a .go file under examples/", where, b.example)
+	if !(strings.HasPrefix(p, "examples/") || strings.HasPrefix(p, "otel/")) || !strings.HasSuffix(p, ".go") {
+		return fmt.Sprintf("%s names %s: want a .go file under examples/ (or otel/)", where, b.example)
 	}
 	src, err := readFile(p)
 	if err != nil {
@@ -144,21 +148,27 @@ func TestREADMEGoBlocksAreTestedExamples(t *testing.T) {
 // TestREADMECheckFailsClearly: a drifted or unmarked block fails, naming
 // the block's first line and what is missing.
 func TestREADMECheckFailsClearly(t *testing.T) {
-	files := map[string]string{"examples/x/x.go": "package x\n\nfunc F() int {\n\treturn 1\n}\n"}
+	files := map[string]string{
+		"examples/x/x.go": "package x\n\nfunc F() int {\n\treturn 1\n}\n",
+		"otel/x/x.go":     "package x\n\nfunc O() {}\n",
+		"cmd/x/x.go":      "package x\n\nfunc C() {}\n",
+	}
 	readFile := func(p string) ([]byte, error) {
 		if s, ok := files[p]; ok {
 			return []byte(s), nil
 		}
 		return nil, os.ErrNotExist
 	}
-	hasTest := func(dir string) bool { return dir == "examples/x" }
+	hasTest := func(dir string) bool { return dir == "examples/x" || dir == "otel/x" || dir == "cmd/x" }
 	md := "# t\n\n<!-- example: examples/x/x.go -->\n```go\nfunc F() int {\n    return 1\n}\n```\n\n" + // matches, other indentation
 		"<!-- example: examples/x/x.go -->\n```go\nfunc F() int {\n\treturn 2\n}\n```\n\n" + // drifted
 		"```go\nfunc G() {}\n```\n\n" + // no marker
 		"<!-- example: examples/y/y.go -->\n```go\nfunc H() {}\n```\n\n" + // no such file
-		"<!-- example: examples/x/x.go -->\n\n```sh\nls\n```\n" // marker not before a go block
+		"<!-- example: examples/x/x.go -->\n\n```sh\nls\n```\n" + // marker not before a go block
+		"<!-- example: otel/x/x.go -->\n```go\nfunc O() {}\n```\n" + // the nested module's
+		"<!-- example: cmd/x/x.go -->\n```go\nfunc C() {}\n```\n" // not an example
 	blocks, problems := goBlocks(md)
-	if len(blocks) != 4 {
+	if len(blocks) != 6 {
 		t.Fatalf("%d blocks: %+v", len(blocks), blocks)
 	}
 	var got []string
@@ -170,6 +180,8 @@ func TestREADMECheckFailsClearly(t *testing.T) {
 		`README.md:11: the Go block starting "func F() int {" has drifted from examples/x/x.go: the block is not in it verbatim (whitespace aside); its line "return 2" is not in the file`,
 		`README.md:17: the Go block starting "func G() {}" names no example file`,
 		`README.md:22: the Go block starting "func H() {}" names examples/y/y.go, which cannot be read`,
+		"",
+		`README.md:36: the Go block starting "func C() {}" names cmd/x/x.go: want a .go file under examples/ (or otel/)`,
 	}
 	for i := range want {
 		if want[i] == "" && got[i] != "" || !strings.HasPrefix(got[i], want[i]) {
