@@ -90,7 +90,7 @@ func (e *env) dummy(t *testing.T) *task.DummyBackend {
 	return b
 }
 
-func configure(t *testing.T, b task.Backend) {
+func configure(t testing.TB, b task.Backend) {
 	t.Helper()
 	task.Configure(map[string]task.Backend{"default": b})
 	t.Cleanup(func() { task.Configure(nil) })
