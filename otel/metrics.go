@@ -29,7 +29,7 @@ type instruments struct {
 	consumed   metric.Int64Counter
 	processing metric.Float64Histogram
 
-	sets cache[setKey, attribute.Set]
+	sets cache[setKey, measure]
 }
 
 // setKey names the attributes of a measurement.
@@ -72,32 +72,44 @@ func (ins *instruments) clock(ctx context.Context, op string) time.Time {
 // (the empty string: several), that started at start (see clock).
 func (ins *instruments) published(ctx context.Context, msgs []*task.Message, queue, errType string, start time.Time) {
 	if !start.IsZero() {
-		ins.sendTime.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(ins.set(setKey{OperationPublish, queue, "", errType})))
+		ins.sendTime.Record(ctx, time.Since(start).Seconds(), ins.set(setKey{OperationPublish, queue, "", errType}).rec...)
 	}
 	if !ins.sent.Enabled(ctx) {
 		return
 	}
 	if queue != "" || len(msgs) == 1 {
-		ins.sent.Add(ctx, int64(len(msgs)), metric.WithAttributeSet(ins.set(setKey{OperationPublish, msgs[0].Queue, "", errType})))
+		ins.sent.Add(ctx, int64(len(msgs)), ins.set(setKey{OperationPublish, msgs[0].Queue, "", errType}).add...)
 		return
 	}
 	for _, m := range msgs { // rare: a batch over several queues
-		ins.sent.Add(ctx, 1, metric.WithAttributeSet(ins.set(setKey{OperationPublish, m.Queue, "", errType})))
+		ins.sent.Add(ctx, 1, ins.set(setKey{OperationPublish, m.Queue, "", errType}).add...)
 	}
 }
 
 // processed records an attempt of r that started at start (see clock).
 func (ins *instruments) processed(ctx context.Context, r *task.RawResult, errType string, start time.Time) {
 	if !start.IsZero() {
-		ins.processing.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(ins.set(setKey{OperationProcess, r.Queue, r.TaskName, errType})))
+		ins.processing.Record(ctx, time.Since(start).Seconds(), ins.set(setKey{OperationProcess, r.Queue, r.TaskName, errType}).rec...)
 	}
 	if ins.consumed.Enabled(ctx) {
-		ins.consumed.Add(ctx, 1, metric.WithAttributeSet(ins.set(setKey{OperationProcess, r.Queue, "", errType})))
+		ins.consumed.Add(ctx, 1, ins.set(setKey{OperationProcess, r.Queue, "", errType}).add...)
 	}
 }
 
-// set returns the attribute set k names.
-func (ins *instruments) set(k setKey) attribute.Set { return ins.sets.get(k, setKey.attributes) }
+// measure is the options of a measurement with the attributes of a
+// setKey, made once (read-only).
+type measure struct {
+	rec []metric.RecordOption
+	add []metric.AddOption
+}
+
+// set returns the options of a measurement with the attributes k names.
+func (ins *instruments) set(k setKey) measure {
+	return ins.sets.get(k, func(k setKey) measure {
+		o := metric.WithAttributeSet(k.attributes())
+		return measure{rec: []metric.RecordOption{o}, add: []metric.AddOption{o}}
+	})
+}
 
 func (k setKey) attributes() attribute.Set {
 	kvs := make([]attribute.KeyValue, 0, 5)
