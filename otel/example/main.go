@@ -1,6 +1,5 @@
 // Command example traces gotasks with OpenTelemetry: a span for the
-// enqueue, one for each attempt of the task, linked to it. The README's
-// "Tracing with OpenTelemetry" section quotes it.
+// enqueue, and one for each attempt of the task, linked to it.
 package main
 
 import (
