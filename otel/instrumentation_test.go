@@ -325,3 +325,26 @@ func TestSpanModeNames(t *testing.T) {
 		t.Error(gotasksotel.Link, gotasksotel.Child)
 	}
 }
+
+func TestAPanicInAMiddlewareFurtherInEndsTheSpanAndGoesOn(t *testing.T) {
+	e := newEnv(t, gotasksotel.Link)
+	boom := func(next task.RunFunc) task.RunFunc {
+		return func(ctx context.Context, r *task.RawResult) ([]byte, error) { panic("middleware boom") }
+	}
+	configure(t, task.NewImmediateBackend("default", task.BackendOptions{
+		Logger:        quiet,
+		RunMiddleware: []task.RunMiddleware{e.inst.RunMiddleware(), boom},
+	}))
+	res, err := addOne.Enqueue(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != task.StatusFailed || res.Err == nil || res.Err.Type != task.ErrorTypePanic {
+		t.Fatalf("status %s, err %v: the panic should fail the attempt", res.Status, res.Err)
+	}
+	proc := e.span(t, "process math")
+	if proc.Status.Code != codes.Error || !strings.Contains(proc.Status.Description, "middleware boom") {
+		t.Errorf("status %+v", proc.Status)
+	}
+	wantAttrs(t, "process", attrs(proc.Attributes), map[string]string{"error.type": task.ErrorTypePanic})
+}
