@@ -150,7 +150,7 @@ func interleave(b *testing.B, op func(i, n int)) {
 		b.ReportMetric(100*(perOp(i+2)/perOp(0)-1), c.name+"-%vs-none")
 		b.ReportMetric(100*(perOp(i+2)/perOp(1)-1), c.name+"-%vs-passthrough")
 	}
-	b.ReportMetric(0, "ns/op") // the loop's own figure sums every case: see the per-case ones
+	b.ReportMetric(0, "ns/op")        // the loop's own figure sums every case: see the per-case ones
 	if testing.Verbose() && b.N > 1 { // not the one-iteration probe
 		for i, c := range overheadCases {
 			fmt.Printf("%-10s %-18s %8.0f ns/op  %+6.1f%% vs none  %+6.1f%% vs passthrough\n",
