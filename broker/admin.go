@@ -70,7 +70,8 @@ end
 -- An earlier FAILED result under this id is replaced.
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
-if ARGV[5] ~= '' then emit(ARGV[5], KEYS[12], us, {event('x', ARGV[1], a, value_name(v))}) end
+local pub = publisher(ARGV[5], KEYS[12])
+if pub ~= '' then emit(pub, KEYS[12], us, {event('x', ARGV[1], a, value_name(v))}) end
 return {'cancelled', v, us, errs, first}
 `)
 
@@ -115,7 +116,8 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 wake(KEYS[5])
 redis.call('SET', KEYS[9], '1', 'PX', 60000)
-if ARGV[3] ~= '' then emit(ARGV[3], KEYS[11], num(ms * 1000), {event('r', ARGV[1], a, task_name(env, 1))}) end
+local pub = publisher(ARGV[3], KEYS[11])
+if pub ~= '' then emit(pub, KEYS[11], num(ms * 1000), {event('r', ARGV[1], a, task_name(env, 1))}) end
 return {'ok'}
 `)
 

@@ -23,6 +23,13 @@ import (
 // message listing them). A script sent twice publishes only on the path
 // that made the change, so a change is told once.
 //
+// Events cost the scripts a little (a few string operations per task and
+// a PUBLISH per call), so they are written only while someone listens: a
+// subscriber sets the key named like the channel (T:events, a string with
+// a TTL) before it subscribes, and again every eventsRefresh; a script
+// whose queue has no such key publishes nothing, at the cost of one
+// EXISTS.
+//
 // Redis pub/sub keeps nothing: a subscriber sees the events published
 // while it is subscribed, and a subscriber that was cut off (a reset, a
 // restart, a failover) misses those published until it is back; it then
@@ -99,6 +106,26 @@ const (
 
 // EventKinds are the kinds of task events, in a task's order of life.
 var EventKinds = []EventKind{EventEnqueued, EventStarted, EventRetried, EventCompleted, EventFailed, EventCancelled}
+
+// The listener keys: a subscriber sets its queues' keys for
+// eventsListenTTL, every eventsRefresh.
+const (
+	eventsListenTTL = 30 * time.Second
+	eventsRefresh   = 10 * time.Second
+)
+
+// listen sets the listener keys, so that the scripts publish on their
+// channels.
+func listen(ctx context.Context, rdb redis.UniversalClient, keys []string) error {
+	pipe := rdb.Pipeline()
+	for _, k := range keys {
+		pipe.Set(ctx, k, "1", eventsListenTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("mark the events as listened to: %w", err)
+	}
+	return nil
+}
 
 // kindLetters map the letters of event messages to kinds and statuses.
 var kindLetters = map[byte]struct {
@@ -192,6 +219,8 @@ type Subscription struct {
 	feeds    []*feed
 	closed   bool
 	overflow bool // events were dropped: send EventMissed before the next
+
+	keys []string // the listener keys of every queue
 }
 
 // EventBuffer is how many events a Subscription holds for its reader;
@@ -205,7 +234,9 @@ const EventBuffer = 1024
 // cut off meanwhile (then EventMissed tells, once it is back; it
 // reconnects by itself). ctx bounds subscribing; the subscription lasts
 // until Close. It holds a connection of its own (one per queue with
-// SSUBSCRIBE, which cannot span shards).
+// SSUBSCRIBE, which cannot span shards), and keeps a key per queue set
+// (T:events, see scripts.go), which tells the scripts that someone
+// listens: the Redis user needs to write it.
 //
 // Read Events promptly: a reader more than EventBuffer events behind
 // loses events, and gets an EventMissed.
@@ -275,10 +306,41 @@ func (b *Redis) Subscribe(ctx context.Context, queues []string, kinds ...EventKi
 	for _, r := range ok {
 		r.f.ps = r.ps
 		s.feeds = append(s.feeds, r.f)
+		s.keys = append(s.keys, r.f.channels...)
 		s.wg.Add(1)
 		go r.f.run(r.ps)
 	}
+	s.wg.Add(1)
+	go s.refresh()
 	return s, nil
+}
+
+// refresh keeps the listener keys set until the subscription is closed.
+// If they could not be set for longer than they last, the scripts may
+// have stopped publishing meanwhile: it sends EventMissed once they are
+// set again.
+func (s *Subscription) refresh() {
+	defer s.wg.Done()
+	ok := time.Now()
+	t := time.NewTicker(eventsRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.wait)
+		err := listen(ctx, s.rdb, s.keys)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if time.Since(ok) > eventsListenTTL {
+			s.send(Event{Kind: EventMissed, At: time.Now()})
+		}
+		ok = time.Now()
+	}
 }
 
 // shardedEvents reports whether subscribers use SSUBSCRIBE.
@@ -357,6 +419,10 @@ type feed struct {
 // Redis to confirm. Messages that come before the last confirmation are
 // delivered.
 func (f *feed) connect(ctx context.Context) (*redis.PubSub, error) {
+	// Before subscribing: a change made once Redis confirms is published.
+	if err := listen(ctx, f.s.rdb, f.channels); err != nil {
+		return nil, err
+	}
 	if f.sharded {
 		ps, err := f.subscribe(ctx, true)
 		if err == nil || !unknownCommand(err) {

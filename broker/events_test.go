@@ -403,8 +403,12 @@ func TestSlowReaderGetsMissed(t *testing.T) {
 	e.enqueue(msgs...)
 	// Nothing read until all are published: the buffer overflowed.
 	time.Sleep(300 * time.Millisecond)
-	for range broker.EventBuffer {
-		<-s.Events()
+	for i := range broker.EventBuffer {
+		select {
+		case <-s.Events():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d events buffered, want %d", i, broker.EventBuffer)
+		}
 	}
 	if err := e.b.Enqueue(e.ctx, newMsg(t, "brokertest.big", "big", 0, -1)); err != nil {
 		t.Fatal(err)

@@ -39,10 +39,12 @@ import (
 //	                   failed tasks an operator looks at; entries past their score are stale
 //	T:done     hash    status → how many tasks finished with it (COMPLETE, FAILED, CANCELLED)
 //	                   since the queue was first used: throughput for dashboards
-//	T:events   channel (pub/sub, not a key) the queue's events: the scripts that enqueue,
-//	                   claim, retry, finish and cancel publish one message per call that
-//	                   changed something, listing its tasks (see events.go); passed in KEYS
-//	                   like a key, so that SPUBLISH (Redis Cluster) stays on the queue's shard
+//	T:events   channel the queue's events (pub/sub): the scripts that enqueue, claim, retry,
+//	                   finish and cancel publish one message per call that changed something,
+//	                   listing its tasks (see events.go), if the key of the same name exists;
+//	                   in KEYS, so that SPUBLISH (Redis Cluster) stays on the queue's shard
+//	T:events   string  "1" while someone listens to the channel: each subscriber sets it
+//	                   (PX eventsListenTTL) before subscribing and again every eventsRefresh
 //
 // A T:unique entry is only held while its holder id is in T:tasks: the
 // enqueue script treats any other entry as released. So a task that leaves
@@ -380,6 +382,15 @@ end
 local function event(k, id, att, name)
   return k .. ' ' .. id .. ' ' .. att .. ' ' .. #name .. ' ' .. name
 end
+-- publisher is cmd, the command to publish events with, if someone
+-- listens to them: a subscriber keeps the key named like the channel, ch,
+-- while it listens (see events.go). Otherwise the empty string: with no
+-- one to hear them, events are not even written, so that a queue nobody
+-- watches pays one EXISTS per call for them.
+local function publisher(cmd, ch)
+  if cmd ~= '' and redis.call('EXISTS', ch) == 1 then return cmd end
+  return ''
+end
 -- emit publishes the events of one call, lines, as one message on the
 -- queue's channel ch (one per 1000 lines), stamped t (unix µs, Redis'
 -- clock): with cmd, PUBLISH or SPUBLISH (which a server before 7.0 does
@@ -429,7 +440,7 @@ end
 // a shorter path.
 var enqueueScript = newScript(`
 local n = tonumber(ARGV[1])
-local pub = ARGV[2]
+local pub = publisher(ARGV[2], KEYS[9])
 local rk = #KEYS - n -- KEYS[rk + i] is the result key of task i
 local last = redis.call('GET', KEYS[4])
 local fresh = 0
@@ -622,7 +633,6 @@ return out
 // joins in (a chain of wake-ups instead of a thundering herd).
 var claimScript = newScript(`
 local n = tonumber(ARGV[1])
-local pub = ARGV[5]
 local rec = redis.call('GET', KEYS[9])
 if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
   -- The same call again: its tasks, if this claim still holds them.
@@ -665,6 +675,7 @@ local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local expiry = num(ms + tonumber(ARGV[2]))
 local out = {us}
 if #ids > 0 then
+  local pub = publisher(ARGV[5], KEYS[8])
   -- One command per key for the whole batch, not per task.
   local vals = redis.call('HMGET', KEYS[3], unpack(ids))
   local errs = redis.call('HMGET', KEYS[5], unpack(ids))
@@ -780,7 +791,7 @@ return lost
 // the script call's own cost is paid once, not per task.
 var finishScript = newScript(`
 local ttl = tonumber(ARGV[1])
-local pub = ARGV[3]
+local pub = publisher(ARGV[3], KEYS[8])
 local n = (#ARGV - 3) / 6
 local ids = {}
 for i = 1, n do ids[i] = ARGV[6 * i - 2] end
@@ -891,7 +902,8 @@ else
   ready(KEYS[3], KEYS[9], ARGV[1], p, seq)
   wake(KEYS[6])
 end
-if ARGV[5] ~= '' then emit(ARGV[5], KEYS[11], num(ms * 1000), {event('r', ARGV[1], ARGV[2], value_name(v))}) end
+local pub = publisher(ARGV[5], KEYS[11])
+if pub ~= '' then emit(pub, KEYS[11], num(ms * 1000), {event('r', ARGV[1], ARGV[2], value_name(v))}) end
 return 1
 `)
 
