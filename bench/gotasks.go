@@ -29,6 +29,15 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
+// eventsEnv carries --events to the worker processes.
+const eventsEnv = "GOTASKS_BENCH_EVENTS"
+
+// brokerOptions are the options of every gotasks broker of the bench:
+// the defaults, but for the events (--events).
+func brokerOptions() broker.Options {
+	return broker.Options{Events: broker.EventMode(os.Getenv(eventsEnv))}
+}
+
 type gotasksSys struct {
 	url string
 	b   *broker.Redis // the producer's connection
@@ -37,7 +46,7 @@ type gotasksSys struct {
 // openGotasks opens a producer and makes it the "default" task backend.
 // task.Configure is process-wide, so only one may be open at a time.
 func openGotasks(url string) (system, error) {
-	b, err := broker.Open(url, broker.Options{})
+	b, err := broker.Open(url, brokerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("gotasks: %w", err)
 	}
@@ -88,7 +97,7 @@ func (s *gotasksSys) StartWorker(ctx context.Context, c int) (func() error, erro
 // startWorker runs a worker on a broker of its own, serving the task's
 // queue (named, not "*": a FLUSHALL also forgets the set of known queues).
 func (s *gotasksSys) startWorker(ctx context.Context, opts worker.Options) (func() error, error) {
-	b, err := broker.Open(s.url, broker.Options{})
+	b, err := broker.Open(s.url, brokerOptions())
 	if err != nil {
 		return nil, fmt.Errorf("gotasks worker: %w", err)
 	}
@@ -132,7 +141,7 @@ func claimCost(ctx context.Context, url string, pending, k int) (float64, error)
 	if err := s.Fill(ctx, pending+k); err != nil {
 		return 0, err
 	}
-	b, err := broker.Open(url, broker.Options{})
+	b, err := broker.Open(url, brokerOptions())
 	if err != nil {
 		return 0, fmt.Errorf("gotasks worker: %w", err)
 	}

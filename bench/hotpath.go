@@ -63,7 +63,7 @@ func filledBroker(b *testing.B, url string) *broker.Redis {
 	if err := sys.Fill(ctx, b.N); err != nil {
 		b.Fatal(err)
 	}
-	br, err := broker.Open(url, broker.Options{})
+	br, err := broker.Open(url, brokerOptions())
 	if err != nil {
 		b.Fatal(err)
 	}

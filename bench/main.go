@@ -46,8 +46,9 @@ type Config struct {
 	Quick              bool          `json:"quick"`
 	SkipAsynq          bool          `json:"skip_asynq"`
 	SkipMillion        bool          `json:"skip_million"`
-	Only               []string      `json:"only,omitempty"` // measurement groups to run; empty: all
-	CPUProfile         string        `json:"-"`              // of the gotasks drain at concurrency 16
+	Only               []string      `json:"only,omitempty"`   // measurement groups to run; empty: all
+	Events             string        `json:"events,omitempty"` // broker.Options.Events of every gotasks broker; empty: the default
+	CPUProfile         string        `json:"-"`                // of the gotasks drain at concurrency 16
 }
 
 // defaultConfig is the full run, or the smoke run with quick.
@@ -115,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 		pause       = fs.Duration("latency-pause", 0, "longest random pause before each latency probe task (default 1s, 100ms with --quick)")
 		only        = fs.String("only", "", "run only these measurements, comma-separated: "+strings.Join(groups, ","))
 		rounds      = fs.Int("scale-rounds", 0, "rounds of the scale section; each row is the best round (default 3, 1 with --quick)")
+		events      = fs.String("events", "", "broker.Options.Events of gotasks: auto (the default), publish, sharded or off (to measure what events cost)")
 		jsonOut     jsonFlag
 	)
 	fs.Var(&jsonOut, "json", "also write the report as JSON: --json (stdout; the table goes to stderr) or --json FILE")
@@ -140,6 +142,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 	if *rounds > 0 {
 		cfg.ScaleRounds = *rounds
 	}
+	switch *events {
+	case "", "auto":
+	case "publish", "sharded", "off":
+		cfg.Events = *events
+	default:
+		return Config{}, options{}, fmt.Errorf("--events: %q is not auto, publish, sharded or off", *events)
+	}
 	if *only != "" {
 		for _, g := range strings.Split(*only, ",") {
 			if g = strings.TrimSpace(g); !slices.Contains(groups, g) {
@@ -161,6 +170,11 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Worker processes (workerproc.go) inherit the setting.
+	if err := os.Setenv(eventsEnv, cfg.Events); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
 	rep, err := run(ctx, cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)

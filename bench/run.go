@@ -69,7 +69,7 @@ func run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 }
 
 // groups are the names --only accepts, in run order.
-var groups = []string{"enqueue", "memory", "drain", "scale", "latency", "claim", "hotpath"}
+var groups = []string{"enqueue", "memory", "drain", "scale", "latency", "wait", "claim", "hotpath"}
 
 func (r *runner) measureAll(ctx context.Context) error {
 	c := r.cfg
@@ -96,6 +96,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 		})},
 		step{"scale", r.scaleOut},
 		step{"latency", r.latency},
+		step{"wait", r.waitRows},
 		step{"claim", r.claimGrowth},
 		step{"hotpath", r.hotPath},
 	)
