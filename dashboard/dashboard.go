@@ -2,7 +2,9 @@
 // a live throughput chart, failed tasks with their tracebacks, a page per
 // task, and retry and cancel buttons that ask before acting. It is
 // server-rendered HTML with one small script, all embedded: it loads
-// nothing from outside the machine.
+// nothing from outside the machine. The queue and task pages follow the
+// task events (see Subscriber, and broker.Subscribe) and update in place
+// when their tasks change.
 //
 // The worker command serves it with --dashboard-addr (see ListenAddr for
 // the loopback default); any program can mount New's handler itself.
@@ -38,6 +40,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gotasks/gotasks/broker"
@@ -95,6 +98,11 @@ type handler struct {
 	// formToken is put in every form and required on every POST: a page
 	// on another site cannot read it, so cannot forge a POST.
 	formToken string
+
+	// stops are closed when their server shuts down, to end the event
+	// streams (see shuttingDown).
+	smu   sync.Mutex
+	stops map[*http.Server]chan struct{}
 }
 
 // New returns the dashboard's handler, serving at the root path (mount it
@@ -120,6 +128,7 @@ func New(s Store, opts Options) http.Handler {
 	h.mux.HandleFunc("POST /tasks/{id}/retry", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "retry") })
 	h.mux.HandleFunc("POST /tasks/{id}/cancel", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "cancel") })
 	h.mux.HandleFunc("GET /api/stats", h.stats)
+	h.mux.HandleFunc("GET /api/events", h.events)
 	h.mux.HandleFunc("GET /login", h.loginPage)
 	h.mux.HandleFunc("POST /login", h.login)
 	return h

@@ -138,3 +138,51 @@ document.addEventListener("submit", function (ev) {
   draw();
   poll();
 })();
+
+// The queue and task pages follow their queue's task events
+// (/api/events, server-sent) and read themselves again when a task of
+// theirs changes: the page's <main> is replaced, without a reload. A
+// "missed" event (the server lost some) reads the page again too.
+// body[data-live] says whether the stream is open, body[data-updates]
+// how many times the page was read again (for tests and the eye).
+(function () {
+  var el = document.querySelector("[data-live-queue]");
+  if (!el || !window.EventSource || !window.fetch) return;
+  var id = el.getAttribute("data-live-id"); // a task page
+  var src = new EventSource("/api/events?queue=" + encodeURIComponent(el.getAttribute("data-live-queue")));
+  var body = document.body;
+  var busy = false, again = false, last = 0;
+  var gap = 1000; // a queue page reads itself at most once a second
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    var wait = id ? 0 : Math.max(0, last + gap - Date.now());
+    busy = true;
+    setTimeout(function () {
+      last = Date.now();
+      fetch(location.href, { credentials: "same-origin", cache: "no-store" })
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
+        .then(function (html) {
+          var main = new DOMParser().parseFromString(html, "text/html").querySelector("main");
+          var now = document.querySelector("main");
+          if (!main || !now) return;
+          now.innerHTML = main.innerHTML;
+          body.setAttribute("data-updates", String((parseInt(body.getAttribute("data-updates"), 10) || 0) + 1));
+        })
+        .catch(function () {})
+        .finally(function () {
+          busy = false;
+          if (again) { again = false; refresh(); }
+        });
+    }, wait);
+  }
+
+  src.addEventListener("open", function () { body.setAttribute("data-live", "on"); });
+  src.addEventListener("error", function () { body.setAttribute("data-live", "off"); });
+  src.addEventListener("task", function (ev) {
+    var e;
+    try { e = JSON.parse(ev.data); } catch (x) { return; }
+    if (!id || e.id === id) refresh();
+  });
+  src.addEventListener("missed", refresh);
+})();
