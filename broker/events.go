@@ -184,8 +184,11 @@ func parseEvent(s string) (Event, string, error) {
 		}
 		f, s = append(f, field), rest
 	}
+	if len(f[0]) != 1 {
+		return ev, "", fmt.Errorf("unknown kind %q", f[0])
+	}
 	k, ok := kindLetters[f[0][0]]
-	if len(f[0]) != 1 || !ok {
+	if !ok {
 		return ev, "", fmt.Errorf("unknown kind %q", f[0])
 	}
 	att, err1 := strconv.Atoi(f[2])
