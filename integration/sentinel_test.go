@@ -237,8 +237,10 @@ func TestSentinelFailoverWaitReplicas(t *testing.T) {
 // line a worker began to write before the kill can land on the new master
 // after it, and the sentinels learn the new master from each other, so for
 // a moment some clients reach it and some do not. Once every sentinel names
-// the new master nothing is faulty any more. So:
-//   - a task acknowledged after that runs exactly once;
+// the new master nothing is faulty any more, but for a client whose pool
+// still holds a failed dial of the old master (about a second). So:
+//   - a task acknowledged after that runs to its end exactly once (an
+//     earlier attempt may fail while a client still dials the old master);
 //   - an acknowledged task is COMPLETE, or absent (lost), and absent only if
 //     the old master acknowledged it;
 //   - every execution is of an attempt the new master counted, and no
@@ -434,7 +436,7 @@ func runSentinelFailover(t *testing.T, cfg failoverRun) failoverOutcome {
 			t.Errorf(format, args...)
 		}
 	}
-	lostRan, otherRan := 0, 0
+	lostRan, otherRan, failedLate := 0, 0, 0
 	attempts := map[int]int{}
 	j := 0
 	for _, s := range all {
@@ -486,9 +488,20 @@ func runSentinelFailover(t *testing.T, cfg failoverRun) failoverOutcome {
 		if finalStarts > 1 || finalEnds > 1 {
 			report("task %s (%s): its final attempt %d on %s ran more than once (starts %v, ends %v)", s.tag, r.ID, r.Attempts, last, ss, es)
 		}
-		if s.at.After(agreedAt) && (r.Attempts != 1 || len(ss) != 1 || len(es) != 1 || finalStarts != 1 || finalEnds != 1) {
-			report("task %s (%s), acknowledged after the failover: attempts %d, workers %v, starts %v, ends %v; want exactly one execution",
-				s.tag, r.ID, r.Attempts, r.WorkerIDs, ss, es)
+		// After the sentinels agree, a task still runs to its end exactly
+		// once: one end line, its final attempt's. An earlier attempt may
+		// have started and failed: a client of the worker's (demo.record's
+		// lines, or the store) can still dial the old master for a moment,
+		// because go-redis' pool, after failed dials, returns the last dial
+		// error until a background redial (about once a second) succeeds.
+		// Such an attempt fails, is retried, and is counted, not refused.
+		if s.at.After(agreedAt) {
+			if len(es) != 1 || finalStarts != 1 || finalEnds != 1 || len(ss) > r.Attempts {
+				report("task %s (%s), acknowledged after the failover: attempts %d, workers %v, starts %v, ends %v; want exactly one execution to its end, of the final attempt",
+					s.tag, r.ID, r.Attempts, r.WorkerIDs, ss, es)
+			} else if r.Attempts > 1 {
+				failedLate++
+			}
 		}
 	}
 	if bad > 20 {
@@ -502,7 +515,7 @@ func runSentinelFailover(t *testing.T, cfg failoverRun) failoverOutcome {
 			t.Errorf("worker %s is gone", w.ID)
 		}
 	}
-	t.Logf("failover to port %d: %d enqueues in all (%d refused before the kill); attempts per completed task %v; %d lost tasks had run before the kill; %d enqueues not acknowledged were stored and ran anyway; %d execution records; last producer error %q",
-		newMaster, len(all), refusedBefore, attempts, lostRan, otherRan, len(execs), lastErr)
+	t.Logf("failover to port %d: %d enqueues in all (%d refused before the kill); attempts per completed task %v; %d lost tasks had run before the kill; %d enqueues not acknowledged were stored and ran anyway; %d tasks acknowledged after the sentinels agreed had a failed attempt before the one that ended; %d execution records; last producer error %q",
+		newMaster, len(all), refusedBefore, attempts, lostRan, otherRan, failedLate, len(execs), lastErr)
 	return o
 }
