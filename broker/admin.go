@@ -183,17 +183,19 @@ return n
 // never a scan.
 //
 //	KEYS[1] pending  KEYS[2] delayed  KEYS[3] running  KEYS[4] tasks  KEYS[5] failed  KEYS[6] done
-//	KEYS[7] ready
+//	KEYS[7] ready  KEYS[8] paused
 //
 // Returns {now_us, ready, deferred, running, next id, next value, oldest
 // id, oldest value, failed, completed total, failed total, cancelled
-// total}, the ids and values ” when nothing is ready.
+// total, paused since (unix ms, ” when not paused)}, the ids and values
+// ” when nothing is ready.
 var statsScript = newScript(`
 local us = now_us()
 local out = {us, ready_count(KEYS[1], KEYS[7]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), '', '', '', ''}
 out[9] = redis.call('ZCOUNT', KEYS[5], '(' .. num(math.floor(tonumber(us) / 1000)), '+inf')
 local d = redis.call('HMGET', KEYS[6], 'COMPLETE', 'FAILED', 'CANCELLED')
 out[10], out[11], out[12] = d[1] or '0', d[2] or '0', d[3] or '0'
+out[13] = redis.call('GET', KEYS[8]) or ''
 local head = ready_page(KEYS[1], KEYS[7], 0, 0)
 if #head == 0 then return out end
 local oldest, oldseq = nil, nil
@@ -528,7 +530,13 @@ type QueueStat struct {
 	// jumping from one to the next: at most one cheap lookup per priority,
 	// never a scan of the queue.
 	OldestAge time.Duration
+	// PausedSince is when the queue was paused (see Pause): workers
+	// claim nothing from it until it is resumed. Zero when it is not.
+	PausedSince time.Time
 }
+
+// Paused reports whether the queue is paused.
+func (s QueueStat) Paused() bool { return !s.PausedSince.IsZero() }
 
 // MarshalJSON is the one JSON form of a QueueStat, for the admin
 // command's --json and the dashboard's /api/stats: snake_case names, the
@@ -536,6 +544,11 @@ type QueueStat struct {
 // ages in seconds (to the millisecond).
 func (s QueueStat) MarshalJSON() ([]byte, error) {
 	seconds := func(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
+	var since *string
+	if s.Paused() {
+		t := s.PausedSince.UTC().Format(time.RFC3339Nano)
+		since = &t
+	}
 	return json.Marshal(struct {
 		Queue            string  `json:"queue"`
 		Pending          int64   `json:"pending"`
@@ -547,8 +560,10 @@ func (s QueueStat) MarshalJSON() ([]byte, error) {
 		CancelledTotal   int64   `json:"cancelled_total"`
 		OldestAgeSeconds float64 `json:"oldest_pending_age_seconds"`
 		NextAgeSeconds   float64 `json:"next_pending_age_seconds"`
+		Paused           bool    `json:"paused"`
+		PausedSince      *string `json:"paused_since,omitempty"`
 	}{s.Queue, s.Pending, s.Deferred, s.Running, s.Failed, s.Completed, s.FailedTotal, s.Cancelled,
-		seconds(s.OldestAge), seconds(s.NextAge)})
+		seconds(s.OldestAge), seconds(s.NextAge), s.Paused(), since})
 }
 
 // QueueStats describes every known queue, sorted by name. Each queue is
@@ -572,12 +587,12 @@ func (b *Redis) QueueStats(ctx context.Context) ([]QueueStat, error) {
 // StatsOf returns the QueueStat of one queue, in one script call.
 func (b *Redis) StatsOf(ctx context.Context, queue string) (QueueStat, error) {
 	k := b.keys(queue)
-	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed, k.done, k.ready}).Slice()
+	vals, err := b.run(ctx, statsScript, []string{k.pending, k.delayed, k.running, k.tasks, k.failed, k.done, k.ready, k.paused}).Slice()
 	if err != nil {
 		return QueueStat{}, fmt.Errorf("stats of %s: %w", queue, err)
 	}
-	if len(vals) != 12 {
-		return QueueStat{}, fmt.Errorf("stats of %s: script returned %d values, want 12", queue, len(vals))
+	if len(vals) != 13 {
+		return QueueStat{}, fmt.Errorf("stats of %s: script returned %d values, want 13", queue, len(vals))
 	}
 	str := func(i int) string { s, _ := vals[i].(string); return s }
 	num := func(i int) int64 { n, _ := vals[i].(int64); return n }
@@ -585,6 +600,9 @@ func (b *Redis) StatsOf(ctx context.Context, queue string) (QueueStat, error) {
 	now := parseMicros(str(0))
 	s := QueueStat{Queue: queue, Pending: num(1), Deferred: num(2), Running: num(3), Failed: num(8),
 		Completed: count(9), FailedTotal: count(10), Cancelled: count(11)}
+	if ms, err := strconv.ParseInt(str(12), 10, 64); err == nil {
+		s.PausedSince = time.UnixMilli(ms)
+	}
 	s.NextAge = b.dueAge(queue, str(4), str(5), now)
 	s.OldestAge = b.dueAge(queue, str(6), str(7), now)
 	return s, nil

@@ -228,6 +228,9 @@ type keys struct {
 	failed, done string
 	// events is the queue's pub/sub channel (see events.go), not a key.
 	events string
+	// paused exists while the queue is paused (see pause.go): claims
+	// take nothing from it.
+	paused string
 }
 
 func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
@@ -238,7 +241,7 @@ func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
 type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..9] of enqueueScript
-	claim   []any // KEYS[1..8] of claimScript
+	claim   []any // KEYS[1..9] of claimScript
 	finish  []any // KEYS[1..8] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
@@ -261,10 +264,10 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 		tag: tag, tasks: tag + ":tasks", ready: tag + ":ready", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
-		first: tag + ":first", events: tag + ":events",
+		first: tag + ":first", events: tag + ":events", paused: tag + ":paused",
 	}
 	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready, k.events},
-		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first, k.events},
+		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first, k.events, k.paused},
 		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first, k.events}}
 	b.kmu.Lock()
 	if b.kcache == nil {

@@ -60,7 +60,7 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		calls[i] = scriptCall{op: "peek", script: peekScript, keys: []any{k.pending, k.ready, k.tasks}, args: []any{n}}
+		calls[i] = scriptCall{op: "peek", script: peekScript, keys: []any{k.pending, k.ready, k.tasks, k.paused}, args: []any{n}}
 	}
 	cmds, err := b.pipelined(ctx, calls)
 	if err != nil {
@@ -992,6 +992,8 @@ func (b *Redis) maxBlock() time.Duration {
 // Counts are the sizes of one queue's sets.
 type Counts struct {
 	Pending, Deferred, Running int64
+	// Paused: the queue is paused (see Pause); its pending tasks wait.
+	Paused bool
 }
 
 // Count returns how many tasks of queue are pending, deferred and running.
@@ -999,12 +1001,12 @@ func (b *Redis) Count(ctx context.Context, queue string) (Counts, error) {
 	k := b.keys(queue)
 	// One script: a consistent reading (a claim moves tasks between the
 	// keys) that also works behind proxies without MULTI.
-	c, err := b.run(ctx, countScript, []string{k.ready, k.pending, k.delayed, k.running}).Int64Slice()
+	c, err := b.run(ctx, countScript, []string{k.ready, k.pending, k.delayed, k.running, k.paused}).Int64Slice()
 	if err != nil {
 		return Counts{}, fmt.Errorf("count %s: %w", queue, err)
 	}
-	if len(c) != 3 {
-		return Counts{}, fmt.Errorf("count %s: script returned %d values, want 3", queue, len(c))
+	if len(c) != 4 {
+		return Counts{}, fmt.Errorf("count %s: script returned %d values, want 4", queue, len(c))
 	}
-	return Counts{Pending: c[0], Deferred: c[1], Running: c[2]}, nil
+	return Counts{Pending: c[0], Deferred: c[1], Running: c[2], Paused: c[3] == 1}, nil
 }

@@ -620,8 +620,8 @@ return out
 // events: the started events are the first run's.
 //
 //	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors  KEYS[6] ready
-//	KEYS[7] first  KEYS[8] events (a channel)
-//	KEYS[9] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
+//	KEYS[7] first  KEYS[8] events (a channel)  KEYS[9] paused
+//	KEYS[10] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
 //	ARGV[1] n  ARGV[2] lease_ms  ARGV[3] worker id  ARGV[4] token (unique per call)
 //	ARGV[5] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //
@@ -631,9 +631,13 @@ return out
 // A task claimed again keeps its first start in T:first.
 // If ready tasks remain it leaves a wake token, so that another idle worker
 // joins in (a chain of wake-ups instead of a thundering herd).
+//
+// A paused queue (KEYS[9] exists) gives nothing, and leaves no wake token:
+// its idle workers go back to waiting, and Resume wakes them. A replay
+// still returns its tasks: they were claimed before the pause.
 var claimScript = newScript(`
 local n = tonumber(ARGV[1])
-local rec = redis.call('GET', KEYS[9])
+local rec = redis.call('GET', KEYS[10])
 if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
   -- The same call again: its tasks, if this claim still holds them.
   local out, us = {}, nil
@@ -654,6 +658,7 @@ if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
   end
   return out
 end
+if redis.call('EXISTS', KEYS[9]) == 1 then return {'0'} end
 local ids = {}
 local function pop(k)
   local z = redis.call('ZPOPMIN', KEYS[1], k)
@@ -714,7 +719,7 @@ if #ids > 0 then
   if #values > 0 then
     redis.call('HSET', KEYS[3], unpack(values))
     redis.call('ZADD', KEYS[2], unpack(leases))
-    redis.call('SET', KEYS[9], table.concat(record, ' '), 'PX', ARGV[2])
+    redis.call('SET', KEYS[10], table.concat(record, ' '), 'PX', ARGV[2])
     if pub ~= '' then emit(pub, KEYS[8], us, events) end
   end
 end
@@ -727,11 +732,13 @@ return out
 // in T:ready has no score of its own: it gets the one it would have in
 // the pending set, from the sequence number in its header.
 //
-//	KEYS[1] pending  KEYS[2] ready  KEYS[3] tasks
+//	KEYS[1] pending  KEYS[2] ready  KEYS[3] tasks  KEYS[4] paused
 //	ARGV[1] n
 //
-// Returns the scores as strings.
+// Returns the scores as strings; none for a paused queue, whose tasks no
+// claim takes.
 var peekScript = newScript(`
+if redis.call('EXISTS', KEYS[4]) == 1 then return {} end
 local ids, scores = ready_page(KEYS[1], KEYS[2], 0, tonumber(ARGV[1]) - 1)
 for i, id in ipairs(ids) do
   if not scores[i] then
@@ -1000,11 +1007,11 @@ return {#ids, tonumber(nxt[2])}
 
 // countScript reads the sizes of a queue's sets in one step.
 //
-//	KEYS[1] ready  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running
+//	KEYS[1] ready  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] paused
 //
-// Returns {ready, deferred, running}.
+// Returns {ready, deferred, running, paused (0/1)}.
 var countScript = redis.NewScript(`
-return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), redis.call('EXISTS', KEYS[5])}
 `)
 
 // getScript reads one task's state in one consistent step.

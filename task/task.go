@@ -131,6 +131,10 @@ func validQueueName(q string) bool {
 	return true
 }
 
+// ValidQueueName reports whether q can name a queue: 1-100 characters of
+// A-Z a-z 0-9 _ . : - (what Enqueue accepts).
+func ValidQueueName(q string) bool { return validQueueName(q) }
+
 // Definition is the type-erased side of a Task that workers use to run it.
 type Definition interface {
 	// Name is the registered task name.

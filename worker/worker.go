@@ -452,7 +452,9 @@ func (w *Worker) idle(ctx context.Context, qs []string, finished chan struct{}) 
 	}
 	for _, q := range qs {
 		c, err := w.b.Count(ctx, q)
-		if err != nil || c.Pending > 0 {
+		// A paused queue's tasks wait for Resume: they are no work
+		// for a batch to wait for.
+		if err != nil || c.Pending > 0 && !c.Paused {
 			return false
 		}
 	}
