@@ -40,6 +40,7 @@ type Config struct {
 	ScaleIOConcurrency int           `json:"scale_io_concurrency"` // per process, for the tasks that wait
 	ScaleIOWait        time.Duration `json:"scale_io_wait_ns"`     // how long those tasks wait
 	ScaleRounds        int           `json:"scale_rounds"`         // each scale row is the best of this many
+	MiddlewareRounds   int           `json:"middleware_rounds"`    // each variant of the middleware section runs this many times
 	ClaimTasks         int           `json:"claim_tasks"`
 	SmallPending       int           `json:"small_pending"`
 	LargePending       int           `json:"large_pending"`
@@ -58,14 +59,14 @@ func defaultConfig(quick bool) Config {
 		Concurrency: []int{1, 16, 64}, Procs: 2, ProcConcurrency: 16,
 		LatencySamples: 200, LatencyConcurrency: 16, LatencyGap: time.Second,
 		ScaleProcs: []int{1, 2, 4}, ScaleIOConcurrency: 8, ScaleIOWait: 2 * time.Millisecond, ScaleRounds: 3,
-		ClaimTasks: 2_000, SmallPending: 1_000, LargePending: 1_000_000,
+		MiddlewareRounds: 7, ClaimTasks: 2_000, SmallPending: 1_000, LargePending: 1_000_000,
 	}
 	if quick {
 		c.Quick = true
 		c.Tasks = 1_000
 		c.LatencySamples, c.LatencyGap = 10, 100*time.Millisecond
 		c.ClaimTasks, c.LargePending = 200, 20_000
-		c.ScaleRounds = 1
+		c.ScaleRounds, c.MiddlewareRounds = 1, 2
 	}
 	return c
 }
@@ -116,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 		pause       = fs.Duration("latency-pause", 0, "longest random pause before each latency probe task (default 1s, 100ms with --quick)")
 		only        = fs.String("only", "", "run only these measurements, comma-separated: "+strings.Join(groups, ","))
 		rounds      = fs.Int("scale-rounds", 0, "rounds of the scale section; each row is the best round (default 3, 1 with --quick)")
+		mwRounds    = fs.Int("middleware-rounds", 0, "rounds of the middleware section; each variant's figures are the median (default 7, 2 with --quick)")
 		events      = fs.String("events", "", "broker.Options.Events of gotasks: auto (the default), publish, sharded or off (to measure what events cost)")
 		jsonOut     jsonFlag
 	)
@@ -141,6 +143,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, options, error) {
 	}
 	if *rounds > 0 {
 		cfg.ScaleRounds = *rounds
+	}
+	if *mwRounds > 0 {
+		cfg.MiddlewareRounds = *mwRounds
 	}
 	switch *events {
 	case "", "auto":

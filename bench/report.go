@@ -15,6 +15,9 @@ type Report struct {
 	Machine Machine `json:"machine"`
 	Config  Config  `json:"config"`
 	Rows    []Row   `json:"rows"`
+	// Middleware is the middleware section (--only middleware), whose
+	// ratios are to its "none" variant; nil when it did not run.
+	Middleware *MiddlewareResult `json:"middleware,omitempty"`
 }
 
 // Machine says where the numbers come from.
@@ -219,7 +222,31 @@ func writeTable(w io.Writer, r *Report, markdown bool) error {
 		m.Gotasks, m.Asynq, m.Redis, m.GoVersion, m.CPUs, m.CPU, m.OS, m.Load, m.Date)
 	fmt.Fprintf(&b, "tasks=%d · payload %d bytes · latency: %d samples at concurrency %d, random pause < %v before each\n\n",
 		c.Tasks, c.PayloadBytes, c.LatencySamples, c.LatencyConcurrency, c.LatencyGap)
-	cells := tableCells(r)
+	if measured(r.Rows) || r.Middleware == nil {
+		writeCells(&b, tableCells(r), numeric, markdown)
+		b.WriteString("\n" + ratioLegend + "\n")
+		if r.Middleware != nil {
+			b.WriteString("\n")
+		}
+	}
+	if r.Middleware != nil {
+		writeMiddleware(&b, r.Middleware, markdown)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	return nil
+}
+
+// measured says whether any row has a value: with --only middleware none
+// has, and the table of n/a rows is left out.
+func measured(rows []Row) bool {
+	return slices.ContainsFunc(rows, func(r Row) bool { return r.Gotasks != nil || r.Asynq != nil })
+}
+
+// writeCells writes cells (the first row is the header) as an aligned text
+// table, numeric columns right-aligned, or as Markdown.
+func writeCells(b *strings.Builder, cells [][]string, numeric []bool, markdown bool) {
 	if markdown {
 		for i, row := range cells {
 			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
@@ -255,11 +282,6 @@ func writeTable(w io.Writer, r *Report, markdown bool) error {
 			b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 		}
 	}
-	b.WriteString("\n" + ratioLegend + "\n")
-	if _, err := io.WriteString(w, b.String()); err != nil {
-		return fmt.Errorf("write table: %w", err)
-	}
-	return nil
 }
 
 // num formats a value for the table: thousands separated, with decimals

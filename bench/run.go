@@ -25,6 +25,7 @@ type runner struct {
 	res     results
 	notes   map[string]string
 	scale   map[string]*ScaleResult
+	mw      *MiddlewareResult
 	log     io.Writer
 }
 
@@ -65,11 +66,11 @@ func run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 	m := machine(ctx, a)
 	m.Load = load + " → " + loadAverage()
-	return &Report{Machine: m, Config: cfg, Rows: buildRows(cfg, r.res, r.notes, r.scale)}, nil
+	return &Report{Machine: m, Config: cfg, Rows: buildRows(cfg, r.res, r.notes, r.scale), Middleware: r.mw}, nil
 }
 
 // groups are the names --only accepts, in run order.
-var groups = []string{"enqueue", "memory", "drain", "scale", "latency", "wait", "claim", "hotpath"}
+var groups = []string{"enqueue", "memory", "drain", "scale", "latency", "wait", "claim", "hotpath", "middleware"}
 
 func (r *runner) measureAll(ctx context.Context) error {
 	c := r.cfg
@@ -99,6 +100,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 		step{"wait", r.waitRows},
 		step{"claim", r.claimGrowth},
 		step{"hotpath", r.hotPath},
+		step{"middleware", r.middleware},
 	)
 	start := time.Now()
 	for _, st := range steps {

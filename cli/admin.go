@@ -89,6 +89,12 @@ var (
 				{name: "yes", usage: "do not ask for confirmation",
 					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.BoolVar(&a.yes, name, false, "") }},
 			}, run: (*adminRun).purge},
+		{name: "pause", args: "--queue Q", summary: "stop every worker from claiming tasks of a queue until it is resumed (running tasks finish; enqueues still work)",
+			examples: []string{"pause --queue emails", "pause --queue emails --json"},
+			flags:    []adminFlag{queueFlag("the queue to pause (required)", "")}, run: (*adminRun).pause},
+		{name: "resume", args: "--queue Q", summary: "let workers claim tasks of a paused queue again",
+			examples: []string{"resume --queue emails"},
+			flags:    []adminFlag{queueFlag("the queue to resume (required)", "")}, run: (*adminRun).resume},
 		{name: "prune", args: "[--min-age-days N] [--failed-min-age-days N] [--queue Q] [--dry-run]",
 			summary:  "delete old finished results (django-tasks' prune_db_task_results)",
 			examples: []string{"prune --dry-run", "prune --min-age-days 7 --failed-min-age-days 30 --queue emails"},
@@ -356,7 +362,7 @@ func (a *adminRun) parse(args []string) error {
 // check validates the command's own flags.
 func (a *adminRun) check() error {
 	switch a.cmd.name {
-	case "tasks", "purge":
+	case "tasks", "purge", "pause", "resume":
 		if a.queue == "" {
 			return errors.New("--queue is required")
 		}
@@ -443,9 +449,13 @@ func (a *adminRun) queues(ctx context.Context) error {
 		return a.printJSON(stats) // see broker.QueueStat.MarshalJSON
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "QUEUE\tPENDING\tDEFERRED\tRUNNING\tFAILED\tOLDEST PENDING\tNEXT PENDING\tCOMPLETED TOTAL")
+	fmt.Fprintln(tw, "QUEUE\tSTATE\tPENDING\tDEFERRED\tRUNNING\tFAILED\tOLDEST PENDING\tNEXT PENDING\tCOMPLETED TOTAL")
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\n", s.Queue, s.Pending, s.Deferred, s.Running, s.Failed,
+		state := "active"
+		if s.Paused() {
+			state = "paused"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\n", s.Queue, state, s.Pending, s.Deferred, s.Running, s.Failed,
 			age(s.OldestAge), age(s.NextAge), s.Completed)
 	}
 	if err := tw.Flush(); err != nil {
@@ -686,6 +696,45 @@ func (a *adminRun) cancel(ctx context.Context) error {
 		return err
 	}
 	return a.done("cancelled", r)
+}
+
+func (a *adminRun) pause(ctx context.Context) error {
+	if err := a.needQueue(ctx, a.queue); err != nil {
+		return err
+	}
+	since, changed, err := a.b.Pause(ctx, a.queue)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(map[string]any{"queue": a.queue, "paused": true, "paused_since": since.UTC(), "changed": changed})
+	}
+	if !changed {
+		fmt.Fprintf(a.stdout, "queue %q was already paused, since %s\n", a.queue, stamp(since))
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "paused queue %q: workers claim none of its tasks until '%s admin resume --queue %s' (running tasks finish)\n",
+		a.queue, a.prog, a.queue)
+	return nil
+}
+
+func (a *adminRun) resume(ctx context.Context) error {
+	if err := a.needQueue(ctx, a.queue); err != nil {
+		return err
+	}
+	changed, err := a.b.Resume(ctx, a.queue)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(map[string]any{"queue": a.queue, "paused": false, "changed": changed})
+	}
+	if !changed {
+		fmt.Fprintf(a.stdout, "queue %q was not paused\n", a.queue)
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "resumed queue %q\n", a.queue)
+	return nil
 }
 
 func (a *adminRun) purge(ctx context.Context) error {

@@ -146,10 +146,10 @@ func TestAdminQueues(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "QUEUE") {
 		t.Fatalf("table:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); f[0] != "alpha" || f[1] != "2" || f[2] != "1" || f[3] != "0" {
+	if f := strings.Fields(lines[1]); f[0] != "alpha" || f[1] != "active" || f[2] != "2" || f[3] != "1" || f[4] != "0" {
 		t.Errorf("alpha row %q", lines[1])
 	}
-	if f := strings.Fields(lines[2]); f[0] != "beta" || f[1] != "0" || f[2] != "0" || f[3] != "1" || f[4] != "1" || f[5] != "-" {
+	if f := strings.Fields(lines[2]); f[0] != "beta" || f[1] != "active" || f[2] != "0" || f[3] != "0" || f[4] != "1" || f[5] != "1" || f[6] != "-" {
 		t.Errorf("beta row %q", lines[2])
 	}
 
@@ -469,5 +469,56 @@ func TestAdminThroughMain(t *testing.T) {
 	code, out, errOut := runCLI(t, nil, "admin", "tasks", "--queue", "nosuch", "--redis-url", e.url, "--json")
 	if j := decodeJSON[map[string]string](t, out); code != 1 || !strings.Contains(j["error"], "does not exist") {
 		t.Errorf("admin tasks --queue nosuch --json: exit %d, %q, %q", code, out, errOut)
+	}
+}
+
+func TestAdminPauseAndResume(t *testing.T) {
+	e := newAdminEnv(t)
+	id := e.enqueue("admintest.a", "alpha", 0, time.Time{}, 1)
+
+	code, out, errOut := e.run("", "pause", "--queue", "alpha")
+	if code != 0 || !strings.Contains(out, `paused queue "alpha"`) {
+		t.Fatalf("pause: exit %d, %q %q", code, out, errOut)
+	}
+	code, out, _ = e.run("", "pause", "--queue", "alpha")
+	if code != 0 || !strings.Contains(out, "already paused") {
+		t.Errorf("pause again: exit %d, %q; want 0 and 'already paused'", code, out)
+	}
+	code, out, _ = e.run("", "queues")
+	if f := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1]); code != 0 || f[0] != "alpha" || f[1] != "paused" || f[2] != "1" {
+		t.Errorf("queues while paused: exit %d\n%s", code, out)
+	}
+	_, out, _ = e.run("", "queues", "--json")
+	qs := decodeJSON[[]map[string]any](t, out)
+	if qs[0]["paused"] != true || qs[0]["paused_since"] == nil {
+		t.Errorf("queues --json while paused: %v", qs[0])
+	}
+	if got, err := e.b.Claim(e.ctx, []string{"alpha"}, 1, time.Minute, "w"); err != nil || len(got) != 0 {
+		t.Fatalf("claimed %d tasks of the queue paused by admin (%v)", len(got), err)
+	}
+
+	code, out, _ = e.run("", "resume", "--queue", "alpha", "--json")
+	if r := decodeJSON[map[string]any](t, out); code != 0 || r["paused"] != false || r["changed"] != true {
+		t.Errorf("resume --json: exit %d, %v", code, r)
+	}
+	code, out, _ = e.run("", "resume", "--queue", "alpha")
+	if code != 0 || !strings.Contains(out, "was not paused") {
+		t.Errorf("resume again: exit %d, %q", code, out)
+	}
+	if got, err := e.b.Claim(e.ctx, []string{"alpha"}, 1, time.Minute, "w"); err != nil || len(got) != 1 || got[0].Result.ID != id {
+		t.Errorf("after resume: claimed %d tasks (%v)", len(got), err)
+	}
+
+	// A queue that does not exist, none at all, or every queue at once
+	// is refused, naming the queue or the flag.
+	for _, args := range [][]string{{"pause", "--queue", "nosuch"}, {"resume", "--queue", "nosuch"}} {
+		if code, _, errOut := e.run("", args...); code != 1 || !strings.Contains(errOut, `queue "nosuch" does not exist`) {
+			t.Errorf("%v: exit %d, %q; want 1 and the queue named", args, code, errOut)
+		}
+	}
+	for _, args := range [][]string{{"pause"}, {"pause", "--queue", "*"}, {"resume"}} {
+		if code, _, errOut := e.run("", args...); code != 2 || !strings.Contains(errOut, "--queue") {
+			t.Errorf("%v: exit %d, %q; want 2 and --queue named", args, code, errOut)
+		}
 	}
 }

@@ -69,7 +69,7 @@ type Collector struct {
 	enqueued, started, completed, failed, retried *prometheus.CounterVec
 	duration                                      *prometheus.HistogramVec
 
-	depthDesc, ageDesc, upDesc *prometheus.Desc
+	depthDesc, ageDesc, upDesc, pausedDesc *prometheus.Desc
 
 	closeOnce sync.Once
 	removers  []func()
@@ -110,6 +110,9 @@ func New(b *broker.Redis, opts Options) *Collector {
 			[]string{"queue", "state"}, nil),
 		ageDesc: prometheus.NewDesc("gotasks_queue_oldest_pending_age_seconds",
 			"Seconds since the pending task that has waited longest, at any priority, became due (its run_after, else its enqueue time); 0 when none is pending.",
+			[]string{"queue"}, nil),
+		pausedDesc: prometheus.NewDesc("gotasks_queue_paused",
+			"1 while the queue is paused (workers claim none of its tasks; see admin pause), else 0.",
 			[]string{"queue"}, nil),
 		upDesc: prometheus.NewDesc("gotasks_redis_up",
 			"1 if this scrape read the queue metrics from Redis, 0 if Redis failed or did not answer within the scrape timeout (the queue metrics are then missing).",
@@ -210,6 +213,7 @@ type queueCollector struct{ c *Collector }
 func (q queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- q.c.depthDesc
 	ch <- q.c.ageDesc
+	ch <- q.c.pausedDesc
 	ch <- q.c.upDesc
 }
 
@@ -232,6 +236,11 @@ func (q queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Running), s.Queue, "running")
 		ch <- prometheus.MustNewConstMetric(c.depthDesc, prometheus.GaugeValue, float64(s.Failed), s.Queue, "failed")
 		ch <- prometheus.MustNewConstMetric(c.ageDesc, prometheus.GaugeValue, s.OldestAge.Seconds(), s.Queue)
+		paused := 0.0
+		if s.Paused() {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.pausedDesc, prometheus.GaugeValue, paused, s.Queue)
 	}
 }
 

@@ -234,6 +234,16 @@ func TestQueueDepthAndAge(t *testing.T) {
 	want(t, reg, "gotasks_queue_tasks", map[string]string{"queue": "q2", "state": "deferred"}, 1)
 	// A queue with nothing pending has no waiting task: age 0.
 	want(t, reg, "gotasks_queue_oldest_pending_age_seconds", map[string]string{"queue": "q2"}, 0)
+	want(t, reg, "gotasks_queue_paused", map[string]string{"queue": "q1"}, 0)
+	if _, _, err := b.Pause(ctx, "q1"); err != nil {
+		t.Fatal(err)
+	}
+	want(t, reg, "gotasks_queue_paused", map[string]string{"queue": "q1"}, 1)
+	want(t, reg, "gotasks_queue_paused", map[string]string{"queue": "q2"}, 0)
+	if _, err := b.Resume(ctx, "q1"); err != nil {
+		t.Fatal(err)
+	}
+	want(t, reg, "gotasks_queue_paused", map[string]string{"queue": "q1"}, 0)
 
 	// The age grows with the waiting task; it is read from Redis at each
 	// scrape and bounded by the time since the test enqueued it.
