@@ -101,7 +101,9 @@ func TestMiddlewareLinks(t *testing.T) {
 	}
 }
 
-func ids(sc trace.SpanContext) [2]string { return [2]string{sc.TraceID().String(), sc.SpanID().String()} }
+func ids(sc trace.SpanContext) [2]string {
+	return [2]string{sc.TraceID().String(), sc.SpanID().String()}
+}
 
 func TestMedian(t *testing.T) {
 	for _, tc := range []struct {

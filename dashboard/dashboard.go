@@ -57,6 +57,14 @@ type Store interface {
 	Cancel(ctx context.Context, id string) (*task.RawResult, error)
 }
 
+// Pauser is a Store whose queues can be paused and resumed
+// (*broker.Redis is one); the queue page then has a Pause or Resume
+// button.
+type Pauser interface {
+	Pause(ctx context.Context, queue string) (since time.Time, changed bool, err error)
+	Resume(ctx context.Context, queue string) (bool, error)
+}
+
 // Options configure the dashboard. The zero value serves it without a
 // token to whoever can connect.
 type Options struct {
@@ -127,6 +135,8 @@ func New(s Store, opts Options) http.Handler {
 	h.mux.HandleFunc("GET /tasks/{id}", h.task)
 	h.mux.HandleFunc("POST /tasks/{id}/retry", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "retry") })
 	h.mux.HandleFunc("POST /tasks/{id}/cancel", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "cancel") })
+	h.mux.HandleFunc("POST /queues/{queue}/pause", func(w http.ResponseWriter, r *http.Request) { h.pause(w, r, "pause") })
+	h.mux.HandleFunc("POST /queues/{queue}/resume", func(w http.ResponseWriter, r *http.Request) { h.pause(w, r, "resume") })
 	h.mux.HandleFunc("GET /api/stats", h.stats)
 	h.mux.HandleFunc("GET /api/events", h.events)
 	h.mux.HandleFunc("GET /login", h.loginPage)
@@ -376,7 +386,11 @@ func newRow(r *task.RawResult) row {
 var states = []broker.State{broker.StatePending, broker.StateDeferred, broker.StateRunning, broker.StateFailed}
 
 type queueView struct {
-	Stat         broker.QueueStat
+	Stat broker.QueueStat
+	// CanPause: the store can pause and resume queues (Pauser).
+	CanPause bool
+	Done     string // what the last action did
+
 	State        broker.State
 	States       []broker.State
 	Rows         []row
@@ -414,7 +428,14 @@ func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, "list the tasks", err)
 		return
 	}
-	v := queueView{Stat: stats[i], State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
+	_, canPause := h.store.(Pauser)
+	v := queueView{Stat: stats[i], CanPause: canPause, State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
+	switch r.URL.Query().Get("done") {
+	case "paused":
+		v.Done = "Paused: workers claim none of this queue's tasks until it is resumed."
+	case "resumed":
+		v.Done = "Resumed: workers claim this queue's tasks again."
+	}
 	if len(rs) > PageSize {
 		v.Next, rs = offset+PageSize, rs[:PageSize]
 	}
@@ -512,6 +533,51 @@ func display(ser serializer.Serializer, data []byte) (string, string) {
 
 type confirmView struct {
 	ID, Action, Label, TaskName string
+	// Queue, for a queue's action (pause, resume) instead of a task's.
+	Queue string
+}
+
+// pause pauses or resumes a queue, after a confirmation as act does.
+func (h *handler) pause(w http.ResponseWriter, r *http.Request, action string) {
+	q := r.PathValue("queue")
+	p, ok := h.store.(Pauser)
+	if !ok {
+		h.fail(w, r, http.StatusNotImplemented, "this dashboard's store cannot pause queues")
+		return
+	}
+	if !h.validForm(r) {
+		h.fail(w, r, http.StatusForbidden, "the form has expired: reload the page and try again")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	stats, err := h.store.QueueStats(ctx)
+	if err != nil {
+		h.unavailable(w, r, "read the queues", err)
+		return
+	}
+	if !slices.ContainsFunc(stats, func(s broker.QueueStat) bool { return s.Queue == q }) {
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no queue %q", q))
+		return
+	}
+	if r.FormValue("confirmed") != "1" {
+		label := map[string]string{"pause": "Pause", "resume": "Resume"}[action]
+		h.render(w, r, http.StatusOK, "confirm", confirmView{Queue: q, Action: action, Label: label})
+		return
+	}
+	done := "paused"
+	if action == "pause" {
+		_, _, err = p.Pause(ctx, q)
+	} else {
+		done = "resumed"
+		_, err = p.Resume(ctx, q)
+	}
+	if err != nil {
+		h.unavailable(w, r, action+" the queue", err)
+		return
+	}
+	h.log.Info("dashboard: queue "+done, "queue", q, "remote", r.RemoteAddr)
+	http.Redirect(w, r, "/queues/"+url.PathEscape(q)+"?done="+done, http.StatusSeeOther)
 }
 
 // act retries or cancels a task. A POST without confirmed=1 (a browser

@@ -176,4 +176,50 @@ func TestDashboardInBrowser(t *testing.T) {
 	if r, err := e.B.GetResult(e.ctx, later.ID); err != nil || r.Status != task.StatusCancelled {
 		t.Errorf("after cancel: %+v, %v", r, err)
 	}
+
+	// Pause the emails queue from its page: its tasks wait while the
+	// worker goes on with the default queue's; Resume lets them run.
+	b.open(base + "queues/emails")
+	b.click(b.find("#pause"))
+	if q := b.alert(); !strings.Contains(q, "Pause queue emails?") {
+		t.Errorf("confirmation %q", q)
+	}
+	b.answer(true)
+	e.eventually(10*time.Second, "the paused queue's page", func() (bool, string) {
+		u := b.url()
+		return strings.Contains(u, "/queues/emails?done=paused"), u
+	})
+	if got := b.text("#paused"); got != "paused" {
+		t.Errorf("the queue page's badge says %q, want paused", got)
+	}
+	waiting, err := addTask.Using(task.Queue("emails")).Enqueue(e.ctx, addArgs{A: 4, B: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The worker serves both queues: a task of default enqueued after it
+	// completing shows the worker claimed past the paused queue's task.
+	probe, err := addTask.Enqueue(e.ctx, addArgs{A: 1, B: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(e.B, probe.ID, 30*time.Second, task.StatusComplete)
+	if r, err := e.B.GetResult(e.ctx, waiting.ID); err != nil || r.Status != task.StatusNew {
+		t.Fatalf("a task of the paused queue: %+v, %v; want NEW (not claimed)", r, err)
+	}
+	b.open(base)
+	var hidden bool
+	b.eval(`return document.querySelector('tr[data-queue="emails"] [data-field="paused"]').hidden`, &hidden)
+	if hidden {
+		t.Error("the overview hides the paused badge of emails")
+	}
+	t.Logf("paused queue: %s", b.screenshot(filepath.Join(shots, "dashboard-paused.png")))
+	b.open(base + "queues/emails")
+	b.click(b.find("#resume"))
+	b.alert()
+	b.answer(true)
+	e.eventually(10*time.Second, "the resumed queue's page", func() (bool, string) {
+		u := b.url()
+		return strings.Contains(u, "/queues/emails?done=resumed"), u
+	})
+	e.waitStatus(e.B, waiting.ID, 30*time.Second, task.StatusComplete)
 }

@@ -60,6 +60,8 @@ document.addEventListener("submit", function (ev) {
         if (cell) cell.textContent = q[f];
         if (cell && f === "failed") cell.classList.toggle("bad", q[f] > 0);
       });
+      var p = tr.querySelector('[data-field="paused"]');
+      if (p) p.hidden = !q.paused;
       var o = tr.querySelector('[data-field="oldest"]');
       if (o) o.textContent = age(q.oldest_pending_age_seconds);
     });
