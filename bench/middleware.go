@@ -132,7 +132,7 @@ type MiddlewareVariant struct {
 	VsNone    float64   `json:"vs_none"`            // Rate / none's Rate
 	PairedMin float64   `json:"paired_min"`         // the lowest of round k's rate / none's in round k
 	PairedMax float64   `json:"paired_max"`
-	WorkerCPU float64   `json:"worker_cpu_us_per_task"` // this process: the worker and the bench's 2 ms polling
+	WorkerCPU float64   `json:"worker_cpu_us_per_task"` // this process: the worker, the producer connection, the 2 ms polling
 	WorkerVs  float64   `json:"worker_cpu_vs_none"`
 	RedisCPU  float64   `json:"redis_cpu_us_per_task"`
 	Target    string    `json:"target,omitempty"`

@@ -105,15 +105,15 @@ func (r *RawResult) deepCopy() *RawResult {
 // and never returns, because the goroutine dies. Callers that must carry
 // on run Execute in a goroutine they can lose, and find r finished once it
 // is gone.
-func Execute(ctx context.Context, r *RawResult) { execute(ctx, r, nil) }
+func Execute(ctx context.Context, r *RawResult) { execute(ctx, r, nil, nil) }
 
 // ExecuteWith is Execute with run middleware of the caller's own (a
 // worker's, a backend's) inside the process-wide one: mws[0] is the
 // outermost of them. Workers pass worker.Options.RunMiddleware, the
 // ImmediateBackend BackendOptions.RunMiddleware.
-func ExecuteWith(ctx context.Context, r *RawResult, mws ...RunMiddleware) { execute(ctx, r, mws) }
+func ExecuteWith(ctx context.Context, r *RawResult, mws ...RunMiddleware) { execute(ctx, r, mws, nil) }
 
-func execute(ctx context.Context, r *RawResult, mws []RunMiddleware) {
+func execute(ctx context.Context, r *RawResult, mws []RunMiddleware, a *Apart) {
 	info := Info{ResultID: r.ID, TaskName: r.TaskName, Attempt: r.Attempts}
 	if n := len(r.WorkerIDs); n > 0 {
 		info.WorkerID = r.WorkerIDs[n-1]
@@ -132,7 +132,7 @@ func execute(ctx context.Context, r *RawResult, mws []RunMiddleware) {
 		}
 	}()
 	emit(ctx, hookStarted, r)
-	value, err := runLimited(ctx, r, mws)
+	value, err := runLimited(ctx, r, mws, a)
 	returned = true
 	r.FinishedAt = time.Now()
 	if err == nil {
@@ -168,9 +168,9 @@ func Finished(ctx context.Context, r *RawResult) { emit(ctx, hookFinished, r) }
 // under r.Timeout. A task that ignores its context is abandoned
 // TimeoutGrace after the deadline: it keeps running in its goroutine, but
 // the attempt is over and its result is dropped.
-func runLimited(ctx context.Context, r *RawResult, mws []RunMiddleware) ([]byte, error) {
+func runLimited(ctx context.Context, r *RawResult, mws []RunMiddleware, a *Apart) ([]byte, error) {
 	if r.Timeout <= 0 {
-		return runChain(ctx, r, mws)
+		return runChain(ctx, r, mws, a)
 	}
 	tctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
@@ -187,7 +187,7 @@ func runLimited(ctx context.Context, r *RawResult, mws []RunMiddleware) ([]byte,
 		// failure (a panic cannot get past runChain).
 		o := outcome{err: goexitError()}
 		defer func() { done <- o }()
-		o.value, o.err = runChain(tctx, &rc, mws)
+		o.value, o.err = runChain(tctx, &rc, mws, nil) // not on a: it may be abandoned
 	}()
 	timedOut := func(err error) error {
 		msg := fmt.Sprintf("attempt exceeded its timeout of %v", r.Timeout)

@@ -46,6 +46,11 @@ type RunFunc func(ctx context.Context, r *RawResult) (value []byte, err error)
 // attempt fails with it, and is retried by the usual rules), and sees the
 // outcome.
 //
+// The function a RunMiddleware returns is called for many attempts, from
+// several goroutines at once: a worker builds a chain once per slot and
+// reuses it (see Apart), so keep per-attempt state in the RunFunc's
+// variables, not in the factory's.
+//
 // It runs in the goroutine of the attempt, after the started hook and with
 // the task's Info and ResultFrom already in ctx; r's Timeout bounds the
 // whole chain and the task, so ctx carries the attempt's deadline. A value
@@ -187,17 +192,22 @@ func storeBatch(ctx context.Context, b Backend, msgs []*Message) error {
 }
 
 // runChain runs the attempt r of its task through the run middleware: the
-// process-wide list, then own. Without any, it is runRecovered: nothing is
+// process-wide list, then own; on a's goroutine if a is not nil (see
+// Apart). Without any middleware, it is runRecovered: nothing is
 // allocated.
-func runChain(ctx context.Context, r *RawResult, own []RunMiddleware) ([]byte, error) {
-	var global []RunMiddleware
-	if p := middleware.run.Load(); p != nil {
-		global = *p
-	}
-	if len(global) == 0 && len(own) == 0 {
+func runChain(ctx context.Context, r *RawResult, own []RunMiddleware, a *Apart) ([]byte, error) {
+	global := middleware.run.Load()
+	if (global == nil || len(*global) == 0) && len(own) == 0 {
 		return runRecovered(ctx, r)
 	}
-	return runThrough(ctx, r, global, own)
+	if a != nil {
+		return runChainApart(ctx, r, a, global, own)
+	}
+	var g []RunMiddleware
+	if global != nil {
+		g = *global
+	}
+	return runThrough(ctx, r, g, own)
 }
 
 // runThrough builds the chain around runApart and runs it; a panic in a
@@ -208,7 +218,13 @@ func runThrough(ctx context.Context, r *RawResult, global, own []RunMiddleware) 
 			value, err = nil, panicError(p, debug.Stack())
 		}
 	}()
-	f := RunFunc(runApart)
+	return buildChain(runApart, global, own)(ctx, r)
+}
+
+// buildChain wraps inner in own, then global; within a list the first is
+// the outermost.
+func buildChain(inner RunFunc, global, own []RunMiddleware) RunFunc {
+	f := inner
 	for _, l := range [][]RunMiddleware{own, global} {
 		for i := len(l) - 1; i >= 0; i-- {
 			if l[i] != nil {
@@ -216,7 +232,7 @@ func runThrough(ctx context.Context, r *RawResult, global, own []RunMiddleware) 
 			}
 		}
 	}
-	return f(ctx, r)
+	return f
 }
 
 // runApart is the innermost layer of run middleware: it runs the task in a

@@ -325,7 +325,7 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 		running.Done()
 	}}
 	for range w.opts.Concurrency {
-		go w.serve(p)
+		go w.serve(p, nil)
 	}
 	var bo backoff.Backoff
 	for ctx.Err() == nil {
@@ -512,19 +512,27 @@ type pool struct {
 	free func()            // frees a slot and tells fetch a task finished
 }
 
-// serve is the loop of a goroutine of the pool.
-func (w *Worker) serve(p *pool) {
+// serve is the loop of a goroutine of the pool; first, if not nil, runs
+// before it (the work of a goroutine that died, see takeOver). Each
+// goroutine keeps a task.Apart: with run middleware, its tasks run on that
+// one goroutine of its own rather than on a new one per attempt.
+func (w *Worker) serve(p *pool, first func(a *task.Apart)) {
+	a := new(task.Apart)
+	defer a.Close() // also when a task's runtime.Goexit ends this goroutine
+	if first != nil {
+		first(a)
+	}
 	for cj := range p.jobs {
-		w.runSlot(p, cj.j, cj.bad)
+		w.runSlot(p, a, cj.j, cj.bad)
 	}
 }
 
 // runSlot runs j in the slot it holds, then frees the slot. A task may
 // come back with the next one, claimed in the round trip that stored it:
 // it runs in the same slot.
-func (w *Worker) runSlot(p *pool, j *job, bad error) {
+func (w *Worker) runSlot(p *pool, a *task.Apart, j *job, bad error) {
 	for j != nil {
-		j, bad = w.execute(p, j, bad)
+		j, bad = w.execute(p, a, j, bad)
 	}
 	p.free()
 }
@@ -537,8 +545,7 @@ func (w *Worker) runSlot(p *pool, j *job, bad error) {
 // the dead one's place.
 func (w *Worker) takeOver(p *pool, j *job, start time.Time) {
 	next, nextBad := w.finish(p.ctx, j, start)
-	w.runSlot(p, next, nextBad)
-	w.serve(p)
+	w.serve(p, func(a *task.Apart) { w.runSlot(p, a, next, nextBad) })
 }
 
 // execute runs one claimed task and stores its result. bad is set when the
@@ -549,7 +556,7 @@ func (w *Worker) takeOver(p *pool, j *job, start time.Time) {
 // A task that calls runtime.Goexit ends the goroutine running execute, so
 // execute never returns; a replacement goroutine finishes its work (see
 // takeOver).
-func (w *Worker) execute(p *pool, j *job, bad error) (next *job, nextBad error) {
+func (w *Worker) execute(p *pool, a *task.Apart, j *job, bad error) (next *job, nextBad error) {
 	ctx, r := p.ctx, j.r
 	if j.phase.Load() == phaseHandedBack {
 		w.untrack(j)
@@ -581,7 +588,7 @@ func (w *Worker) execute(p *pool, j *job, bad error) (next *job, nextBad error) 
 				go w.takeOver(p, j, start)
 			}
 		}()
-		task.ExecuteWith(j.ctx, r, w.opts.RunMiddleware...)
+		task.ExecuteApart(j.ctx, r, a, w.opts.RunMiddleware...)
 		exited = false
 	}
 	return w.finish(ctx, j, start)
