@@ -521,6 +521,13 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 	}
 	buf := make([]byte, 0, size)
 	ser := b.opts.Serializer.Name()
+	// The producer's result TTL travels with its tasks unless it is the
+	// default, so that a worker started without the same option still
+	// keeps their results as long as the producer was told to.
+	var ttlMs int64
+	if b.opts.ResultTTL != DefaultResultTTL {
+		ttlMs = b.opts.ResultTTL.Milliseconds()
+	}
 	for _, m := range msgs {
 		// The script checks ids against stored tasks only: the same id
 		// twice in one batch would be stored twice over one value.
@@ -531,7 +538,7 @@ func (b *Redis) EnqueueMany(ctx context.Context, msgs []*task.Message) error {
 			seen[m.ID] = true
 		}
 		start := len(buf)
-		buf = appendEnvelope(buf, m, ser)
+		buf = appendEnvelope(buf, m, ser, ttlMs)
 		env := buf[start:len(buf):len(buf)]
 		var at int64
 		if !m.RunAfter.IsZero() {
@@ -1097,6 +1104,7 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 		r.Serializer = s
 	}
 	r.TaskName, r.Args, r.Metadata = e.Task, e.Args, e.Metadata
+	r.ResultTTL = time.Duration(e.ResultTTL) * time.Millisecond
 	r.MaxAttempts, r.Timeout = e.MaxAttempts, time.Duration(e.Timeout)*time.Millisecond
 	r.BackoffBase, r.BackoffMax = time.Duration(e.BackoffBase)*time.Millisecond, time.Duration(e.BackoffMax)*time.Millisecond
 	r.EnqueuedAt = time.UnixMicro(e.EnqueuedAt)

@@ -33,9 +33,14 @@ type envelope struct {
 	// producer wrote. Without it a reader uses its own (default msgpack),
 	// as for envelopes written before it existed.
 	Serializer string `msgpack:"-"`
-	// Metadata, a tenth element (a map of strings) written only when the
-	// task has any; the ninth is then written too.
+	// Metadata, a tenth element (a map of strings, or nil) written only
+	// when the task has any or an eleventh follows; the ninth is then
+	// written too.
 	Metadata task.Metadata `msgpack:"-"`
+	// ResultTTL, an eleventh element (milliseconds) written only when the
+	// producer's ResultTTL is not the default: the result is kept that
+	// long, whatever the storing worker's own option says.
+	ResultTTL int64 `msgpack:"-"`
 }
 
 // DecodeMsgpack reads an envelope of eight elements or more: the ninth is
@@ -77,7 +82,12 @@ func (e *envelope) DecodeMsgpack(d *msgpack.Decoder) error {
 			return err
 		}
 	}
-	for range n - 10 {
+	if n > 10 {
+		if e.ResultTTL, err = d.DecodeInt64(); err != nil {
+			return err
+		}
+	}
+	for range n - 11 {
 		if err := d.Skip(); err != nil {
 			return err
 		}
@@ -104,7 +114,7 @@ func (e *envelope) withDefaults() {
 }
 
 func encodeEnvelope(m *task.Message) (string, error) {
-	return string(appendEnvelope(nil, m, "")), nil
+	return string(appendEnvelope(nil, m, "", 0)), nil
 }
 
 // appendEnvelope appends m's envelope to dst: the msgpack that
@@ -116,8 +126,9 @@ func encodeEnvelope(m *task.Message) (string, error) {
 // 160-byte allocation instead of a 192-byte one.
 //
 // ser is the serializer's name, written as a ninth element unless it is
-// msgpack (the empty string) and the task has no metadata (the tenth).
-func appendEnvelope(dst []byte, m *task.Message, ser string) []byte {
+// msgpack (the empty string) and the task has no metadata (the tenth) and
+// ttlMs is 0 (the result TTL, the eleventh).
+func appendEnvelope(dst []byte, m *task.Message, ser string, ttlMs int64) []byte {
 	var runAfter int64
 	if !m.RunAfter.IsZero() {
 		runAfter = m.RunAfter.UnixMicro()
@@ -131,6 +142,8 @@ func appendEnvelope(dst []byte, m *task.Message, ser string) []byte {
 	}
 	fields := 8
 	switch {
+	case ttlMs > 0:
+		fields = 11
 	case len(m.Metadata) > 0:
 		fields = 10
 	case ser != "" && ser != "msgpack":
@@ -149,7 +162,14 @@ func appendEnvelope(dst []byte, m *task.Message, ser string) []byte {
 		dst = appendMsgpackStr(dst, cmp.Or(ser, "msgpack"))
 	}
 	if fields > 9 {
-		dst = appendMetadata(dst, m.Metadata)
+		if len(m.Metadata) > 0 {
+			dst = appendMetadata(dst, m.Metadata)
+		} else {
+			dst = append(dst, 0xc0) // nil
+		}
+	}
+	if fields > 10 {
+		dst = appendMsgpackInt(dst, ttlMs)
 	}
 	return dst
 }

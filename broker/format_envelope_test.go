@@ -116,7 +116,7 @@ func TestEnvelopeIsCompactMsgpack(t *testing.T) {
 		if err := enc.Encode(&e); err != nil {
 			t.Fatal(err)
 		}
-		got := appendEnvelope([]byte("x"), m, "")[1:]
+		got := appendEnvelope([]byte("x"), m, "", 0)[1:]
 		if !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("case %d: appendEnvelope\n%x\nmsgpack\n%x", i, got, want.Bytes())
 		}

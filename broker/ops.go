@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -434,7 +435,13 @@ func (b *Redis) runCall(ctx context.Context, c scriptCall) *redis.Cmd {
 // that cannot be encoded gets its error in errs and no call.
 func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 	var calls []scriptCall
-	open := map[string]int{} // queue → index in calls of its finish call being filled
+	// (queue, result TTL) → index in calls of its finish call being
+	// filled: a task whose producer chose its TTL is kept that long.
+	type group struct {
+		queue string
+		ttl   time.Duration
+	}
+	open := map[group]int{}
 	for i, r := range rs {
 		qk := b.queueKeys(r.Queue)
 		switch {
@@ -452,14 +459,15 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				errs[i] = fmt.Errorf("finish %s: %w", r.ID, err)
 				continue
 			}
-			ci, ok := open[r.Queue]
+			g := group{r.Queue, cmp.Or(r.ResultTTL, b.opts.ResultTTL)}
+			ci, ok := open[g]
 			if !ok || len(calls[ci].idx) == maxFinishBatch {
 				ci = len(calls)
-				open[r.Queue] = ci
+				open[g] = ci
 				keys := make([]any, 0, len(qk.finish)+len(rs)-i)
 				calls = append(calls, scriptCall{op: "finish", script: finishScript,
 					keys: append(keys, qk.finish...),
-					args: []any{b.opts.ResultTTL.Milliseconds(), string(task.StatusFailed), b.pub}})
+					args: []any{g.ttl.Milliseconds(), string(task.StatusFailed), b.pub}})
 			}
 			c := &calls[ci]
 			c.keys = append(c.keys, qk.result(r.ID))

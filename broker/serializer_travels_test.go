@@ -59,3 +59,52 @@ func TestTheProducersSerializerTravelsWithTheTask(t *testing.T) {
 		}
 	})
 }
+
+// A producer's result TTL travels with its tasks (unless it is the
+// default): a worker with the default keeps their results that long, in
+// one finish call with its other tasks' results kept for its own TTL.
+// A task of a producer with the default TTL, with or without metadata,
+// is kept for the worker's.
+func TestTheProducersResultTTLTravelsWithTheTask(t *testing.T) {
+	onBoth(t, func(t *testing.T, _ *broker.Redis, rdb *redis.Client) {
+		ctx := context.Background()
+		week := 7 * 24 * time.Hour
+		producer := broker.New(rdb, broker.Options{ResultTTL: week})
+		plain := broker.New(rdb, broker.Options{})
+		worker := broker.New(rdb, broker.Options{ResultTTL: 2 * time.Hour})
+		long := newMsg(t, "brokertest.ttl", "q", 0, 1)
+		meta := newMsg(t, "brokertest.ttl", "q", 0, 2)
+		meta.Metadata = task.Metadata{"k": "v"}
+		short := newMsg(t, "brokertest.ttl", "q", 0, 3)
+		if err := producer.EnqueueMany(ctx, []*task.Message{long, meta}); err != nil {
+			t.Fatal(err)
+		}
+		if err := plain.Enqueue(ctx, short); err != nil {
+			t.Fatal(err)
+		}
+		got, err := worker.Claim(ctx, []string{"q"}, 3, time.Minute, "w")
+		if err != nil || len(got) != 3 {
+			t.Fatalf("claim: %d, %v", len(got), err)
+		}
+		var rs []*task.RawResult
+		for _, c := range got {
+			c.Result.Status = task.StatusComplete
+			rs = append(rs, c.Result)
+		}
+		for i, err := range worker.Store(ctx, rs...) {
+			if err != nil {
+				t.Fatalf("store %s: %v", rs[i].ID, err)
+			}
+		}
+		want := map[string]time.Duration{long.ID: week, meta.ID: week, short.ID: 2 * time.Hour}
+		for id, ttl := range want {
+			d, err := rdb.PTTL(ctx, "{gotasks:q}:r:"+id).Result()
+			if err != nil || d > ttl || d < ttl-time.Minute {
+				t.Errorf("result %s kept for %v (%v); want %v", id, d, err, ttl)
+			}
+		}
+		if r, err := worker.GetResult(ctx, meta.ID); err != nil || r.Metadata["k"] != "v" {
+			t.Errorf("the metadata beside the TTL: %+v, %v", r, err)
+		}
+	})
+}

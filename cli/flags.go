@@ -149,7 +149,7 @@ var flagDefs = []flagDef{
 	brokerDef("tls-skip-verify", "", broker.EnvTLSSkipVerify, "false",
 		"do not verify the server's certificate: FOR TESTING ONLY (encrypted, but anyone in between can read it)"),
 	brokerDef("prefix", "PREFIX", broker.EnvPrefix, broker.DefaultPrefix, "key prefix, to share one Redis between applications (producers must use the same)"),
-	brokerDef("result-ttl", "DURATION", broker.EnvResultTTL, "24h", "how long finished results are kept (producers should use the same)"),
+	brokerDef("result-ttl", "DURATION", broker.EnvResultTTL, "24h", "how long finished results are kept, for tasks whose producer did not choose (a producer's ResultTTL other than 24h travels with its tasks and wins)"),
 	brokerDef("serializer", "NAME", broker.EnvSerializer, "msgpack", "msgpack or json: how tasks this process enqueues (periodic ones) encode their arguments"),
 	brokerDef("max-args-size", "BYTES", broker.EnvMaxArgsSize, strconv.Itoa(task.DefaultMaxArgsSize), "largest encoded arguments of a task this process enqueues"),
 	brokerDef("wait-replicas", "N", broker.EnvWaitReplicas, "0", "after each enqueue of this process, wait until this many replicas have it (see broker.Options.WaitReplicas)"),

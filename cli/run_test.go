@@ -21,6 +21,7 @@ import (
 	"github.com/gotasks/gotasks/broker"
 	"github.com/gotasks/gotasks/cli"
 	"github.com/gotasks/gotasks/metrics"
+	"github.com/gotasks/gotasks/serializer"
 	"github.com/gotasks/gotasks/task"
 	"github.com/gotasks/gotasks/worker"
 )
@@ -82,9 +83,17 @@ func TestProducerAndWorkerShareTheEnvironment(t *testing.T) {
 		t.Errorf("TTL of %s = %v, %v; want about 7 days", keys[0], ttl, err)
 	}
 
-	// The flag wins over the variable.
+	// A producer's TTL other than the default travels with its tasks: it
+	// wins over the worker's flag. The flag (over the variable) keeps the
+	// results of tasks that carry none: a producer with the default.
 	first := r.ID
 	r, err = addTask.Using(task.Queue("env-q")).Enqueue(ctx, [2]int{1, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := broker.New(b.Client(), broker.Options{Prefix: "shared", Serializer: b.Options().Serializer})
+	useBackend(t, plain)
+	r2, err := addTask.Using(task.Queue("env-q")).Enqueue(ctx, [2]int{2, 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +101,47 @@ func TestProducerAndWorkerShareTheEnvironment(t *testing.T) {
 		t.Fatalf("worker: exit %d\n%s", code, logs)
 	}
 	key := strings.TrimSuffix(keys[0], first) + r.ID
+	if ttl, err := direct.TTL(ctx, key).Result(); err != nil || ttl < 167*time.Hour || ttl > 168*time.Hour {
+		t.Errorf("TTL of %s (a producer's 168h) with --result-ttl 1h = %v, %v; want the producer's", key, ttl, err)
+	}
+	key = strings.TrimSuffix(keys[0], first) + r2.ID
 	if ttl, err := direct.TTL(ctx, key).Result(); err != nil || ttl < 59*time.Minute || ttl > time.Hour {
-		t.Errorf("TTL of %s with --result-ttl 1h = %v, %v", key, ttl, err)
+		t.Errorf("TTL of %s (a producer's default) with --result-ttl 1h = %v, %v; want 1h", key, ttl, err)
+	}
+}
+
+// TestAWorkerToldNothingAgreesWithItsProducer: the case. A
+// producer chooses JSON and a result TTL of a week in code; the stock
+// worker process gets nothing but --redis-url. Its tasks still decode
+// (the serializer's name travels with each task) and their results are
+// kept a week (the TTL travels too).
+func TestAWorkerToldNothingAgreesWithItsProducer(t *testing.T) {
+	cleanEnv(t)
+	m := miniredis.RunT(t)
+	url := "redis://" + m.Addr() + "/0"
+	b, err := broker.Open(url, broker.Options{Serializer: serializer.JSON{}, ResultTTL: 7 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	useBackend(t, b)
+	ctx := context.Background()
+	r, err := addTask.Using(task.Queue("told-nothing")).Enqueue(ctx, [2]int{2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, logs := runCLI(t, nil, "--redis-url", url, "--batch", "--no-startup-delay", "--queue", "told-nothing")
+	if code != 0 {
+		t.Fatalf("worker: exit %d\n%s", code, logs)
+	}
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Value(); err != nil || v != 5 {
+		t.Fatalf("result %s: %v, %v; want COMPLETE 5\n%s", r.Status, v, err, logs)
+	}
+	if ttl := m.TTL("{gotasks:told-nothing}:r:" + r.ID); ttl < 167*time.Hour || ttl > 168*time.Hour {
+		t.Errorf("the result is kept %v; want the producer's week", ttl)
 	}
 }
 
