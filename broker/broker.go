@@ -1095,14 +1095,6 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 		return r, fmt.Errorf("%w: task %s: envelope does not decode: %v", errBadPayload, id, err)
 	}
 	e.withDefaults()
-	if e.Serializer != "" {
-		// The producer's serializer, whatever this reader's is.
-		s, err := serializer.ByName(e.Serializer)
-		if err != nil {
-			return r, fmt.Errorf("%w: task %s: %v", errBadPayload, id, err)
-		}
-		r.Serializer = s
-	}
 	r.TaskName, r.Args, r.Metadata = e.Task, e.Args, e.Metadata
 	r.ResultTTL = time.Duration(e.ResultTTL) * time.Millisecond
 	r.MaxAttempts, r.Timeout = e.MaxAttempts, time.Duration(e.Timeout)*time.Millisecond
@@ -1110,6 +1102,17 @@ func (b *Redis) decodeTask(id, queue, v string) (*task.RawResult, error) {
 	r.EnqueuedAt = time.UnixMicro(e.EnqueuedAt)
 	if e.RunAfter != 0 {
 		r.RunAfter = time.UnixMicro(e.RunAfter)
+	}
+	if e.Serializer != "" {
+		// The producer's serializer, whatever this reader's is. One
+		// this process does not know fails the task with the reason;
+		// what could be read (name, times, metadata) is kept for the
+		// operator.
+		s, err := serializer.ByName(e.Serializer)
+		if err != nil {
+			return r, fmt.Errorf("%w: task %s: %v (register it in the worker with serializer.Register)", errBadPayload, id, err)
+		}
+		r.Serializer = s
 	}
 	return r, nil
 }

@@ -74,12 +74,12 @@ var envSetters = map[string]func(c *Config, v string) error{
 		return err
 	},
 	EnvSerializer: func(c *Config, v string) error {
-		if v != "msgpack" && v != "json" {
-			return fmt.Errorf("want msgpack or json, not %q", v)
-		}
 		s, err := serializer.ByName(v)
+		if err != nil {
+			return fmt.Errorf("want msgpack, json or a name made known with serializer.Register, not %q", v)
+		}
 		c.Options.Serializer = s
-		return err
+		return nil
 	},
 	EnvMaxArgsSize: func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/gotasks/gotasks/serializer"
 )
 
 // ConnOptions are connection settings given next to the URL, for what is
@@ -92,7 +94,16 @@ func Open(url string, opts Options) (*Redis, error) {
 
 // OpenWith is Open with connection settings that override the URL's; see
 // ConnOptions.
+//
+// A Serializer that ByName does not know is refused: the tasks name their
+// serializer, and a worker could not decode them (serializer.Register
+// makes one known, on both sides).
 func OpenWith(rawURL string, opts Options, conn ConnOptions) (*Redis, error) {
+	if opts.Serializer != nil {
+		if _, err := serializer.ByName(opts.Serializer.Name()); err != nil {
+			return nil, fmt.Errorf("open: Options.Serializer %T: %w", opts.Serializer, err)
+		}
+	}
 	client, err := NewClient(rawURL, conn)
 	if err != nil {
 		return nil, fmt.Errorf("open %w", err)

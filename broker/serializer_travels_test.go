@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,4 +108,32 @@ func TestTheProducersResultTTLTravelsWithTheTask(t *testing.T) {
 			t.Errorf("the metadata beside the TTL: %+v, %v", r, err)
 		}
 	})
+}
+
+// unknownSer is a serializer no worker knows (never registered).
+type unknownSer struct{ serializer.JSON }
+
+func (unknownSer) Name() string { return "brokertest.unknown" }
+
+// A producer cannot open a backend with a serializer no reader could
+// name; one that builds its backend with New anyway stores tasks that a
+// worker fails with the reason, keeping the task's name and times.
+func TestASerializerNoWorkerKnowsIsRefusedAtOpen(t *testing.T) {
+	if _, err := broker.Open("redis://127.0.0.1:1/0", broker.Options{Serializer: unknownSer{}}); err == nil ||
+		!strings.Contains(err.Error(), "serializer.Register") {
+		t.Fatalf("Open with an unknown serializer = %v; want a refusal naming serializer.Register", err)
+	}
+	e := setup(t)
+	producer := e.newBroker(broker.Options{Serializer: unknownSer{}})
+	m := newMsg(t, "brokertest.unknownser", "q", 0, 1)
+	if err := producer.Enqueue(e.ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	got := e.claim([]string{"q"}, 1, time.Minute, "w")
+	if len(got) != 1 || got[0].Bad == nil || !strings.Contains(got[0].Bad.Error(), "brokertest.unknown") {
+		t.Fatalf("claimed %+v; want the task, bad, naming its serializer", got)
+	}
+	if r := got[0].Result; r.TaskName != "brokertest.unknownser" || r.EnqueuedAt.IsZero() {
+		t.Errorf("a task of an unknown serializer reads as %q enqueued %v; want its name and time", r.TaskName, r.EnqueuedAt)
+	}
 }

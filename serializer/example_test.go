@@ -48,7 +48,7 @@ func ExampleByName() {
 	fmt.Println(err)
 	// Output:
 	// json
-	// serializer: unknown format "xml" (want msgpack or json)
+	// serializer: unknown format "xml" (want msgpack, json or one made known with serializer.Register)
 }
 
 // Values a format cannot hold are an error, never a panic.

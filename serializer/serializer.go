@@ -141,7 +141,27 @@ func (JSON) Unmarshal(data []byte, v any) error {
 	return nil
 }
 
-// ByName returns the serializer called name ("msgpack" or "json").
+// registered are the serializers other than msgpack and json that
+// Register made known to ByName, by name.
+var registered sync.Map // name → Serializer
+
+// Register makes s known to ByName under s.Name(), in this process. A
+// task names its producer's serializer and a worker decodes it with the
+// one of that name, so a program with a serializer of its own registers
+// it on both sides (before opening a backend, and in the worker's main
+// before cli.Main). The names msgpack, json and "" are taken; Register
+// panics on them, like a second Define of a name.
+func Register(s Serializer) {
+	switch name := s.Name(); name {
+	case "", "msgpack", "json":
+		panic(fmt.Sprintf("serializer: Register(%q): the name is taken by a built-in serializer", name))
+	default:
+		registered.Store(name, s)
+	}
+}
+
+// ByName returns the serializer called name: "msgpack" (or ""), "json",
+// or one made known with Register.
 func ByName(name string) (Serializer, error) {
 	switch name {
 	case "", "msgpack":
@@ -149,5 +169,8 @@ func ByName(name string) (Serializer, error) {
 	case "json":
 		return JSON{}, nil
 	}
-	return nil, fmt.Errorf("serializer: unknown format %q (want msgpack or json)", name)
+	if s, ok := registered.Load(name); ok {
+		return s.(Serializer), nil
+	}
+	return nil, fmt.Errorf("serializer: unknown format %q (want msgpack, json or one made known with serializer.Register)", name)
 }

@@ -655,3 +655,29 @@ func TestMarshalResultIsNotReused(t *testing.T) {
 		}
 	}
 }
+
+// rot is a serializer of the test's own: JSON, named otherwise.
+type rot struct{ serializer.JSON }
+
+func (rot) Name() string { return "serializertest.rot" }
+
+func TestRegisterMakesASerializerKnownByName(t *testing.T) {
+	if _, err := serializer.ByName("serializertest.rot"); err == nil {
+		t.Fatal("ByName knows a serializer before it is registered")
+	}
+	serializer.Register(rot{})
+	s, err := serializer.ByName("serializertest.rot")
+	if err != nil || s.Name() != "serializertest.rot" {
+		t.Fatalf("ByName after Register = %v, %v", s, err)
+	}
+	for _, taken := range []serializer.Serializer{serializer.Msgpack{}, serializer.JSON{}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("serializer.Register(%s) did not panic: the name is a built-in's", taken.Name())
+				}
+			}()
+			serializer.Register(taken)
+		}()
+	}
+}

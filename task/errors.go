@@ -219,7 +219,28 @@ func meaningfulType(err error, depth int) string {
 	return ""
 }
 
-// errorChain renders the wrapped errors one per line, indented by depth.
+// layerName is what the chain shows before one layer's message: its type
+// if that says something, a well-known sentinel's name, or nothing for
+// the standard library's anonymous wrappers and this package's own
+// (Permanent, Retry), which say nothing of what went wrong.
+func layerName(err error) string {
+	for _, s := range wellKnownSentinels {
+		if err == s.err {
+			return s.name
+		}
+	}
+	switch err.(type) {
+	case *PermanentError, *RetryError:
+		return ""
+	}
+	if t := reflect.TypeOf(err).String(); !anonymousErrorTypes[t] {
+		return t
+	}
+	return ""
+}
+
+// errorChain renders the wrapped errors one per line, indented by depth,
+// each with its type where the type says something (see layerName).
 // Go errors carry no stack; errors that do (StackTrace() or Stack()) add it.
 func errorChain(err error) string {
 	var b strings.Builder
@@ -228,7 +249,13 @@ func errorChain(err error) string {
 		if err == nil || depth > maxErrorDepth {
 			return
 		}
-		fmt.Fprintf(&b, "%s%T: %s\n", strings.Repeat("  ", depth), err, err.Error())
+		b.WriteString(strings.Repeat("  ", depth))
+		if name := layerName(err); name != "" {
+			b.WriteString(name)
+			b.WriteString(": ")
+		}
+		b.WriteString(err.Error())
+		b.WriteByte('\n')
 		if s, ok := err.(interface{ Stack() []byte }); ok {
 			b.Write(s.Stack())
 		}
