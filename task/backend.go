@@ -55,7 +55,7 @@ type SerializerProvider interface {
 // Features says what a backend supports (django-tasks' supports_* flags).
 type Features struct {
 	Defer     bool // RunAfter / RunAt are supported
-	GetResult bool // results can be fetched after the fact, from any process
+	GetResult bool // results can be fetched after the fact (from any process on Redis; see DummyBackend)
 	Priority  bool // priorities other than 0 are honoured
 }
 
