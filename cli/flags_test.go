@@ -23,7 +23,7 @@ func parse(t *testing.T, args ...string) (cli.Config, error) {
 func TestParseFlags(t *testing.T) {
 	cleanEnv(t)
 	cfg, err := parse(t,
-		"--queue", "a,b", "--queue=c", "-exclude-queue", "d", "--queue", "*", "--concurrency", "7", "--worker-id", "w1",
+		"--queue", "a,b", "--queue=c", "--concurrency", "7", "--worker-id", "w1",
 		"--max-tasks", "9", "--batch", "--shutdown-timeout", "3s", "--lease", "4s", "--log-format", "json",
 		"--log-level", "debug", "--no-startup-delay", "--prefix", "app", "--result-ttl", "168h", "--serializer", "json",
 		"--max-args-size", "4096", "--wait-replicas", "1", "--wait-timeout", "250ms",
@@ -31,8 +31,12 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.Queues, []string{"a", "b", "c", "*"}) || !slices.Equal(cfg.Exclude, []string{"d"}) {
+	if !slices.Equal(cfg.Queues, []string{"a", "b", "c"}) || len(cfg.Exclude) != 0 {
 		t.Errorf("queues %v exclude %v", cfg.Queues, cfg.Exclude)
+	}
+	all, err := parse(t, "--queue", "*", "-exclude-queue", "d", "--exclude-queue=e,f")
+	if err != nil || !slices.Equal(all.Queues, []string{"*"}) || !slices.Equal(all.Exclude, []string{"d", "e", "f"}) {
+		t.Errorf("--queue '*' with exclusions: queues %v exclude %v, %v", all.Queues, all.Exclude, err)
 	}
 	if cfg.Concurrency != 7 || cfg.WorkerID != "w1" || cfg.MaxTasks != 9 || !cfg.Batch ||
 		cfg.ShutdownTimeout != 3*time.Second || cfg.LeaseDuration != 4*time.Second ||
