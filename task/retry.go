@@ -50,6 +50,25 @@ func (e *PermanentError) Error() string {
 // Unwrap returns the wrapped error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// RetryPolicyFunc decides what follows a failed attempt: attempt is its
+// number (1 for the first), err what the task returned (or the failure
+// gotasks recorded: a timeout, a panic). It returns the delay before the
+// next attempt and true, or false for no retry (the task ends FAILED).
+type RetryPolicyFunc func(attempt int, err error) (delay time.Duration, retry bool)
+
+// RetryPolicy sets the function that decides the delay of the next
+// attempt, or no retry, from the attempt number and the error, instead of
+// Backoff's exponential delay. MaxAttempts still bounds the attempts, and
+// an error from Permanent (no retry) or Retry (its delay) still wins over
+// the policy, as do failures that cannot succeed on retry (arguments that
+// do not decode, a result that does not encode). The policy runs on the
+// worker, which knows the task by its definition: it is an option of
+// Define (given to Using, Enqueue refuses it with ErrInvalidTask). A
+// panic in it is recovered: the attempt is then not retried.
+func RetryPolicy(fn RetryPolicyFunc) Option {
+	return func(c *config) { c.policy, c.policySets = fn, c.policySets+1 }
+}
+
 // retryDelay decides whether the failed attempt of r (err, already counted
 // in r.Errors) is retried, and after how long.
 func retryDelay(r *RawResult, err error) (time.Duration, bool) {
@@ -71,7 +90,24 @@ func retryDelay(r *RawResult, err error) (time.Duration, bool) {
 	if errors.As(err, &re) {
 		return max(re.After, 0), true
 	}
+	if def, ok := Lookup(r.TaskName); ok {
+		if p := def.retryPolicy(); p != nil {
+			return askPolicy(p, r.Attempts, err)
+		}
+	}
 	return backoffDelay(r.Limits.withDefaults(), len(r.Errors)), true
+}
+
+// askPolicy runs a RetryPolicy; one that panics retries nothing (a
+// broken policy must not crash the worker, nor retry for ever).
+func askPolicy(p RetryPolicyFunc, attempt int, err error) (d time.Duration, retry bool) {
+	defer func() {
+		if recover() != nil {
+			d, retry = 0, false
+		}
+	}()
+	d, retry = p(attempt, err)
+	return max(d, 0), retry
 }
 
 // backoffDelay is the delay after the n-th failure (n >= 1): base·2^(n-1),

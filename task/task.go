@@ -49,6 +49,14 @@ type config struct {
 	uniqueKeySet bool
 	uniqueFor    time.Duration
 	uniqueForSet bool
+
+	// policy is the task's RetryPolicy; policySets counts the RetryPolicy
+	// options applied, so that Using can tell one given to it (which the
+	// worker would never see) from the definition's.
+	policy     RetryPolicyFunc
+	policySets int
+	// policyInUsing: a RetryPolicy was given to Using; Enqueue refuses.
+	policyInUsing bool
 }
 
 // Option changes how a task is enqueued; use it with Define or Using.
@@ -140,6 +148,8 @@ type Definition interface {
 	// Name is the registered task name.
 	Name() string
 	run(ctx context.Context, r *RawResult) (value []byte, err error)
+	// retryPolicy is the definition's RetryPolicy, nil if none.
+	retryPolicy() RetryPolicyFunc
 }
 
 var tasks struct {
@@ -213,8 +223,13 @@ func (t *Task[A, R]) Using(opts ...Option) *Task[A, R] {
 	for _, o := range opts {
 		o(&c.cfg)
 	}
+	if c.cfg.policySets != t.cfg.policySets {
+		c.cfg.policyInUsing = true
+	}
 	return &c
 }
+
+func (t *Task[A, R]) retryPolicy() RetryPolicyFunc { return t.cfg.policy }
 
 // Call runs the task's function in the caller's goroutine, without a backend.
 func (t *Task[A, R]) Call(ctx context.Context, args A) (R, error) {
@@ -352,6 +367,9 @@ func (c config) validate(b Backend) error {
 	}
 	if c.idSet && !ValidID(c.id) {
 		return invalid("id %q must be 1-%d characters of A-Z a-z 0-9 _ . : -", c.id, MaxIDLength)
+	}
+	if c.policyInUsing {
+		return invalid("RetryPolicy is an option of Define, not of Using: it runs on the worker, which knows the task by its definition")
 	}
 	return c.validateUnique(b)
 }
