@@ -59,7 +59,7 @@ func RestoreRequestID(next task.RunFunc) task.RunFunc {
 
 var greet = task.Define("middleware.greet", func(ctx context.Context, name string) (string, error) {
 	return "hello " + name + " from request " + RequestID(ctx), nil
-})
+}, task.Meta("team", "growth")) // metadata of the task's own, beside what middleware adds
 
 func main() {
 	// The ImmediateBackend (development, tests) runs the same chains as Redis

@@ -14,7 +14,7 @@ import (
 // of the code that enqueued it, and its result carries it as metadata.
 func Example() {
 	main()
-	// Output: hello ann from request req-42 <nil> map[request_id:req-42]
+	// Output: hello ann from request req-42 <nil> map[request_id:req-42 team:growth]
 }
 
 // The same middleware on Redis: the id goes from the producer's context,
