@@ -500,7 +500,7 @@ func TestStatsAgeOfARetriedTask(t *testing.T) {
 // with its error) until it is retried, pruned or expires; the totals
 // count every finish by status and never go down.
 func TestFailedIndex(t *testing.T) {
-	e := setup(t, broker.Options{ResultTTL: time.Hour})
+	e := setup(t, broker.Options{ResultTTL: time.Hour, FailedTTL: time.Hour})
 	first := e.finishAt("q", task.StatusFailed, base)
 	second := e.finishAt("q", task.StatusFailed, base.Add(time.Minute))
 	e.finishAt("q", task.StatusComplete, base.Add(2*time.Minute))

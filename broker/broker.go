@@ -49,6 +49,11 @@ type Options struct {
 	Queues     []string              // allowed queues; empty: any
 	Prefix     string                // key prefix, default "gotasks"
 	ResultTTL  time.Duration         // how long finished results are kept, default 24h
+	// FailedTTL is how long FAILED results are kept, apart from the
+	// others (a dead-letter set: ListTasks(StateFailed), RetryFailed),
+	// default 30 days. It is the storing worker's: a producer's ResultTTL
+	// that travels with its tasks applies to their other results.
+	FailedTTL time.Duration
 	Serializer serializer.Serializer // arguments and return values; default msgpack
 	// MaxArgsSize limits the encoded size of a task's arguments; larger
 	// ones are refused at Enqueue with task.ErrInvalidTask. Default 1 MiB.
@@ -102,6 +107,7 @@ type Options struct {
 const (
 	DefaultPrefix      = "gotasks"
 	DefaultResultTTL   = 24 * time.Hour
+	DefaultFailedTTL   = 30 * 24 * time.Hour
 	DefaultWaitTimeout = time.Second
 )
 
@@ -144,6 +150,9 @@ func New(client redis.UniversalClient, opts Options) *Redis {
 	}
 	if opts.ResultTTL <= 0 {
 		opts.ResultTTL = DefaultResultTTL
+	}
+	if opts.FailedTTL <= 0 {
+		opts.FailedTTL = DefaultFailedTTL
 	}
 	if opts.Serializer == nil {
 		opts.Serializer = serializer.Default

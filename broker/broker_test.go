@@ -491,7 +491,7 @@ func TestFinishFailed(t *testing.T) {
 	if err := got.Decode(&v); !errors.As(err, &te) || te.Message != "boom" {
 		t.Errorf("Decode of FAILED = %v", err)
 	}
-	if ttl := e.m.TTL("{gotasks:q}:r:" + msg.ID); ttl != broker.DefaultResultTTL {
+	if ttl := e.m.TTL("{gotasks:q}:r:" + msg.ID); ttl != broker.DefaultFailedTTL { // the dead-letter retention
 		t.Errorf("TTL = %v", ttl)
 	}
 }

@@ -26,6 +26,7 @@ const (
 	EnvTLSSkipVerify = "GOTASKS_TLS_SKIP_VERIFY" // ConnOptions.InsecureSkipVerify: true or false
 	EnvPrefix        = "GOTASKS_PREFIX"          // Options.Prefix
 	EnvResultTTL     = "GOTASKS_RESULT_TTL"      // Options.ResultTTL: a Go duration, such as 168h
+	EnvFailedTTL     = "GOTASKS_FAILED_TTL"      // Options.FailedTTL: a Go duration, such as 720h
 	EnvSerializer    = "GOTASKS_SERIALIZER"      // Options.Serializer: msgpack or json
 	EnvMaxArgsSize   = "GOTASKS_MAX_ARGS_SIZE"   // Options.MaxArgsSize: bytes
 	EnvWaitReplicas  = "GOTASKS_WAIT_REPLICAS"   // Options.WaitReplicas
@@ -73,6 +74,11 @@ var envSetters = map[string]func(c *Config, v string) error{
 		c.Options.ResultTTL = d
 		return err
 	},
+	EnvFailedTTL: func(c *Config, v string) error {
+		d, err := positiveDuration(v, "720h")
+		c.Options.FailedTTL = d
+		return err
+	},
 	EnvSerializer: func(c *Config, v string) error {
 		s, err := serializer.ByName(v)
 		if err != nil {
@@ -109,7 +115,7 @@ func EnvVars() []string {
 	return []string{
 		EnvRedisURL, EnvRedisUsername, EnvRedisPassword,
 		EnvTLSCA, EnvTLSCert, EnvTLSKey, EnvTLSServerName, EnvTLSSkipVerify,
-		EnvPrefix, EnvResultTTL, EnvSerializer, EnvMaxArgsSize, EnvWaitReplicas, EnvWaitTimeout,
+		EnvPrefix, EnvResultTTL, EnvFailedTTL, EnvSerializer, EnvMaxArgsSize, EnvWaitReplicas, EnvWaitTimeout,
 	}
 }
 

@@ -460,6 +460,9 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				continue
 			}
 			g := group{r.Queue, cmp.Or(r.ResultTTL, b.opts.ResultTTL)}
+			if r.Status == task.StatusFailed {
+				g.ttl = b.opts.FailedTTL // the dead-letter retention
+			}
 			ci, ok := open[g]
 			if !ok || len(calls[ci].idx) == maxFinishBatch {
 				ci = len(calls)

@@ -110,7 +110,7 @@ func TestEnqueueManyRefusesAnIDTwice(t *testing.T) {
 // written, an outcome given twice is written once, and the totals, the
 // failed index and the unique keys come out as if each were alone.
 func TestStoreFinishesInOneCall(t *testing.T) {
-	e := setup(t, broker.Options{ResultTTL: time.Hour})
+	e := setup(t, broker.Options{ResultTTL: time.Hour, FailedTTL: time.Hour})
 	e.m.SetTime(base)
 	e.useRedis()
 	const n = 300
@@ -218,5 +218,40 @@ func TestStoreBatchWithUnreadableValue(t *testing.T) {
 	}
 	if c := e.count("q"); c != (broker.Counts{Running: 2}) {
 		t.Errorf("Count = %+v; want the two refused ones still running", c)
+	}
+}
+
+// FAILED results are kept for FailedTTL (the dead-letter set), the others
+// for ResultTTL, in the same Store; the failed index expires with them.
+func TestFailedResultsAreKeptForFailedTTL(t *testing.T) {
+	e := setup(t, broker.Options{ResultTTL: time.Hour, FailedTTL: 48 * time.Hour})
+	e.m.SetTime(base)
+	ok, bad := newMsg(t, "brokertest.dlq", "q", 0, 1), newMsg(t, "brokertest.dlq", "q", 0, 2)
+	e.enqueue(ok, bad)
+	got := e.claim([]string{"q"}, 2, time.Minute, "w")
+	for _, c := range got {
+		c.Result.Status = task.StatusComplete
+		if c.Result.ID == bad.ID {
+			c.Result.Status, c.Result.Err = task.StatusFailed, &task.Error{Message: "boom"}
+		}
+	}
+	for _, err := range e.b.Store(e.ctx, got[0].Result, got[1].Result) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ttl := e.m.TTL("{gotasks:q}:r:" + ok.ID); ttl != time.Hour {
+		t.Errorf("COMPLETE kept %v, want ResultTTL 1h", ttl)
+	}
+	if ttl := e.m.TTL("{gotasks:q}:r:" + bad.ID); ttl != 48*time.Hour {
+		t.Errorf("FAILED kept %v, want FailedTTL 48h", ttl)
+	}
+	e.m.SetTime(base.Add(2 * time.Hour))
+	if s, _ := e.b.StatsOf(e.ctx, "q"); s.Failed != 1 {
+		t.Errorf("after the result TTL the failed count is %d, want 1 (kept 48h)", s.Failed)
+	}
+	e.m.SetTime(base.Add(49 * time.Hour))
+	if s, _ := e.b.StatsOf(e.ctx, "q"); s.Failed != 0 {
+		t.Errorf("after FailedTTL the failed count is %d, want 0", s.Failed)
 	}
 }

@@ -150,6 +150,7 @@ var flagDefs = []flagDef{
 		"do not verify the server's certificate: FOR TESTING ONLY (encrypted, but anyone in between can read it)"),
 	brokerDef("prefix", "PREFIX", broker.EnvPrefix, broker.DefaultPrefix, "key prefix, to share one Redis between applications (producers must use the same)"),
 	brokerDef("result-ttl", "DURATION", broker.EnvResultTTL, "24h", "how long finished results are kept, for tasks whose producer did not choose (a producer's ResultTTL other than 24h travels with its tasks and wins)"),
+	brokerDef("failed-ttl", "DURATION", broker.EnvFailedTTL, "720h", "how long FAILED results are kept (the dead-letter set: admin tasks --state failed, admin retry)"),
 	brokerDef("serializer", "NAME", broker.EnvSerializer, "msgpack", "msgpack or json: how tasks this process enqueues (periodic ones) encode their arguments"),
 	brokerDef("max-args-size", "BYTES", broker.EnvMaxArgsSize, strconv.Itoa(task.DefaultMaxArgsSize), "largest encoded arguments of a task this process enqueues"),
 	brokerDef("wait-replicas", "N", broker.EnvWaitReplicas, "0", "after each enqueue of this process, wait until this many replicas have it (see broker.Options.WaitReplicas)"),
@@ -222,7 +223,7 @@ var (
 	logFlags       = []string{"log-format", "log-level"}
 	dashboardFlags = []string{"dashboard-addr", "dashboard-token"}
 	runFlags       = slices.Concat(connFlags,
-		[]string{"result-ttl", "serializer", "max-args-size", "wait-replicas", "wait-timeout",
+		[]string{"result-ttl", "failed-ttl", "serializer", "max-args-size", "wait-replicas", "wait-timeout",
 			"queue", "exclude-queue", "concurrency", "worker-id", "max-tasks", "batch",
 			"shutdown-timeout", "lease", "no-startup-delay", "no-scheduler"},
 		logFlags, []string{"health-addr", "metrics-addr"}, dashboardFlags)
