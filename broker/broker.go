@@ -45,15 +45,15 @@ var ErrNotReplicated = errors.New("gotasks: stored on the Redis master but not c
 
 // Options configures the Redis backend. The zero value is usable.
 type Options struct {
-	Name       string                // backend name, default "default"
-	Queues     []string              // allowed queues; empty: any
-	Prefix     string                // key prefix, default "gotasks"
-	ResultTTL  time.Duration         // how long finished results are kept, default 24h
+	Name      string        // backend name, default "default"
+	Queues    []string      // allowed queues; empty: any
+	Prefix    string        // key prefix, default "gotasks"
+	ResultTTL time.Duration // how long finished results are kept, default 24h
 	// FailedTTL is how long FAILED results are kept, apart from the
 	// others (a dead-letter set: ListTasks(StateFailed), RetryFailed),
 	// default 30 days. It is the storing worker's: a producer's ResultTTL
 	// that travels with its tasks applies to their other results.
-	FailedTTL time.Duration
+	FailedTTL  time.Duration
 	Serializer serializer.Serializer // arguments and return values; default msgpack
 	// MaxArgsSize limits the encoded size of a task's arguments; larger
 	// ones are refused at Enqueue with task.ErrInvalidTask. Default 1 MiB.
