@@ -369,10 +369,6 @@ func (s *flagSet) check() error {
 	if err := s.checkConn(); err != nil {
 		return err
 	}
-	if has("queue") && len(c.Queues) > 1 && slices.Contains(c.Queues, "*") {
-		return fmt.Errorf("--queue '*' serves every queue: it cannot be given with named queues (%s); use '*' alone, with --exclude-queue for the ones not to serve",
-			strings.Join(slices.DeleteFunc(slices.Clone(c.Queues), func(q string) bool { return q == "*" }), ","))
-	}
 	if has("exclude-queue") && len(c.Exclude) > 0 && len(c.Queues) > 0 && !slices.Contains(c.Queues, "*") {
 		return fmt.Errorf("--exclude-queue applies only with --queue '*' (every queue); --queue %s serves only those queues",
 			strings.Join(c.Queues, ","))

@@ -122,8 +122,6 @@ func TestBadValuesAreRefused(t *testing.T) {
 		{[]string{"--queue", ","}, [2]string{}, "--queue"},
 		{[]string{"--queue", "a,,b"}, [2]string{}, "--queue"},
 		{[]string{"--exclude-queue", ""}, [2]string{}, "--exclude-queue"},
-		{[]string{"--queue", "a,*"}, [2]string{}, "--queue '*' serves every queue: it cannot be given with named queues (a)"},
-		{[]string{"--queue", "*", "--queue", "b"}, [2]string{}, "--queue '*' serves every queue"},
 		{[]string{"--queue", "a", "--exclude-queue", "b"}, [2]string{}, "--exclude-queue applies only with --queue '*'"},
 		{[]string{"--lease", "0"}, [2]string{}, "--lease must be at least 1s"},
 		{[]string{"--lease", "1ms"}, [2]string{}, "--lease must be at least 1s"},
