@@ -321,6 +321,11 @@ func (b *Redis) RetryFailed(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("retry %s: %w", id, err)
 	}
+	return b.retryFailedIn(ctx, q, id)
+}
+
+// retryFailedIn is RetryFailed for a task known to be on queue q.
+func (b *Redis) retryFailedIn(ctx context.Context, q, id string) error {
 	k := b.keys(q)
 	vals, err := b.run(ctx, retryFailedScript, []string{k.result(id), k.tasks, k.pending, k.seq, k.wake, k.errors, k.failed, k.ready, k.tag + ":retried:" + newToken(), k.first, k.events},
 		id, string(task.StatusFailed), b.pub).StringSlice()

@@ -53,6 +53,12 @@ var (
 		return adminFlag{name: "queue", arg: "Q", usage: usage, def: def,
 			bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.StringVar(&a.queue, name, "", "") }}
 	}
+	failedFilterFlags = []adminFlag{
+		{name: "task", arg: "NAME", usage: "only the tasks of this name", def: "every task",
+			bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.StringVar(&a.filter.TaskName, name, "", "") }},
+		{name: "error-type", arg: "TYPE", usage: "only the tasks whose final error has this type (the TYPE admin show prints, e.g. gotasks.Timeout, *net.OpError)", def: "any",
+			bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.StringVar(&a.filter.ErrorType, name, "", "") }},
+	}
 	adminCommands = []adminCommand{
 		{name: "queues", summary: "every queue: pending, deferred and running counts, age of the oldest and the next pending task",
 			examples: []string{"queues", "queues --json"}, run: (*adminRun).queues},
@@ -89,6 +95,17 @@ var (
 				{name: "yes", usage: "do not ask for confirmation",
 					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.BoolVar(&a.yes, name, false, "") }},
 			}, run: (*adminRun).purge},
+		{name: "retry-failed", args: "--queue Q [--task NAME] [--error-type TYPE]",
+			summary:  "run again every FAILED task of a queue (the dead-letter set), or those of a task name or an error type; each task moves atomically, and a run cut short goes on when run again",
+			examples: []string{"retry-failed --queue emails", "retry-failed --queue emails --task emails.send --error-type '*net.OpError'"},
+			flags:    append([]adminFlag{queueFlag("the queue (required)", "")}, failedFilterFlags...), run: (*adminRun).retryFailed},
+		{name: "delete-failed", args: "--queue Q [--task NAME] [--error-type TYPE] [--yes]",
+			summary:  "delete every FAILED result of a queue, or those of a task name or an error type (asks for confirmation)",
+			examples: []string{"delete-failed --queue emails --error-type gotasks.DecodeArgs", "delete-failed --queue emails --yes --json"},
+			flags: append([]adminFlag{queueFlag("the queue (required)", ""),
+				{name: "yes", usage: "do not ask for confirmation",
+					bind: func(fs *flag.FlagSet, name string, a *adminRun) { fs.BoolVar(&a.yes, name, false, "") }}},
+				failedFilterFlags...), run: (*adminRun).deleteFailed},
 		{name: "pause", args: "--queue Q", summary: "stop every worker from claiming tasks of a queue until it is resumed (running tasks finish; enqueues still work)",
 			examples: []string{"pause --queue emails", "pause --queue emails --json"},
 			flags:    []adminFlag{queueFlag("the queue to pause (required)", "")}, run: (*adminRun).pause},
@@ -257,7 +274,8 @@ type adminRun struct {
 	yes, dryRun      bool
 	minAgeDays       int
 	failedMinAgeDays int
-	meta             task.Metadata // tasks --meta: every pair must match
+	meta             task.Metadata       // tasks --meta: every pair must match
+	filter           broker.FailedFilter // retry-failed, delete-failed: --task, --error-type
 }
 
 // metaFlag collects the repeatable --meta KEY=VALUE of tasks.
@@ -362,7 +380,7 @@ func (a *adminRun) parse(args []string) error {
 // check validates the command's own flags.
 func (a *adminRun) check() error {
 	switch a.cmd.name {
-	case "tasks", "purge", "pause", "resume":
+	case "tasks", "purge", "pause", "resume", "retry-failed", "delete-failed":
 		if a.queue == "" {
 			return errors.New("--queue is required")
 		}
@@ -696,6 +714,58 @@ func (a *adminRun) cancel(ctx context.Context) error {
 		return err
 	}
 	return a.done("cancelled", r)
+}
+
+// selection says which FAILED tasks a bulk command acts on.
+func (a *adminRun) selection() string {
+	what := fmt.Sprintf("the FAILED tasks of queue %q", a.queue)
+	if a.filter.TaskName != "" {
+		what += fmt.Sprintf(" named %q", a.filter.TaskName)
+	}
+	if a.filter.ErrorType != "" {
+		what += fmt.Sprintf(" whose error is a %s", a.filter.ErrorType)
+	}
+	return what
+}
+
+func (a *adminRun) retryFailed(ctx context.Context) error {
+	if err := a.needQueue(ctx, a.queue); err != nil {
+		return err
+	}
+	n, err := a.b.RetryFailedWhere(ctx, a.queue, a.filter)
+	if err != nil {
+		return fmt.Errorf("%w (run again to go on)", err)
+	}
+	if a.json {
+		return a.printJSON(map[string]any{"queue": a.queue, "retried": n})
+	}
+	fmt.Fprintf(a.stdout, "retried %d of %s\n", n, a.selection())
+	return nil
+}
+
+func (a *adminRun) deleteFailed(ctx context.Context) error {
+	if err := a.needQueue(ctx, a.queue); err != nil {
+		return err
+	}
+	if !a.yes {
+		fmt.Fprintf(a.stderr, "This deletes %s for good.\nType the queue name to confirm: ", a.selection())
+		line, err := bufio.NewReader(a.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read the confirmation: %w", err)
+		}
+		if strings.TrimSpace(line) != a.queue {
+			return errors.New("not confirmed: nothing deleted (--yes skips the confirmation)")
+		}
+	}
+	n, err := a.b.DeleteFailedWhere(ctx, a.queue, a.filter)
+	if err != nil {
+		return fmt.Errorf("%w (run again to go on)", err)
+	}
+	if a.json {
+		return a.printJSON(map[string]any{"queue": a.queue, "deleted": n})
+	}
+	fmt.Fprintf(a.stdout, "deleted %d of %s\n", n, a.selection())
+	return nil
 }
 
 func (a *adminRun) pause(ctx context.Context) error {

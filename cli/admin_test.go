@@ -522,3 +522,39 @@ func TestAdminPauseAndResume(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminRetryAndDeleteFailedInBulk(t *testing.T) {
+	e := newAdminEnv(t)
+	a1, a2 := e.fail("dlq", "boom"), e.fail("dlq", "boom")
+	eofID := e.enqueue("admintest.eof", "dlq", 0, time.Time{}, 1)
+	r := e.claim("dlq")
+	task.Fail(r, io.EOF)
+	if err := e.b.Finish(e.ctx, r); err != nil {
+		t.Fatal(err)
+	}
+
+	// Unconfirmed: nothing deleted.
+	if code, _, errOut := e.run("no\n", "delete-failed", "--queue", "dlq", "--error-type", "io.EOF"); code != 1 || !strings.Contains(errOut, "not confirmed") {
+		t.Fatalf("unconfirmed delete-failed: exit %d, %q", code, errOut)
+	}
+	e.wantStatus(eofID, task.StatusFailed)
+	code, out, errOut := e.run("dlq\n", "delete-failed", "--queue", "dlq", "--error-type", "io.EOF")
+	if code != 0 || !strings.Contains(out, `deleted 1 of the FAILED tasks of queue "dlq" whose error is a io.EOF`) {
+		t.Fatalf("delete-failed: exit %d, %q %q", code, out, errOut)
+	}
+	if _, err := e.b.GetResult(e.ctx, eofID); !errors.Is(err, task.ErrResultNotFound) {
+		t.Errorf("the deleted result: %v; want ErrResultNotFound", err)
+	}
+	code, out, _ = e.run("", "retry-failed", "--queue", "dlq", "--task", "admintest.fail", "--json")
+	if r := decodeJSON[map[string]any](t, out); code != 0 || r["retried"] != 2.0 {
+		t.Fatalf("retry-failed --json: exit %d, %v", code, r)
+	}
+	e.wantStatus(a1, task.StatusNew)
+	e.wantStatus(a2, task.StatusNew)
+	if code, out, _ := e.run("", "retry-failed", "--queue", "dlq"); code != 0 || !strings.Contains(out, "retried 0") {
+		t.Errorf("retry-failed again: exit %d, %q; want 0 retried", code, out)
+	}
+	if code, _, errOut := e.run("", "retry-failed", "--queue", "nosuch"); code != 1 || !strings.Contains(errOut, "does not exist") {
+		t.Errorf("retry-failed of a queue that does not exist: exit %d, %q", code, errOut)
+	}
+}

@@ -218,7 +218,7 @@ func TestFlagsOfOtherCommandsAreRefused(t *testing.T) {
 		{[]string{"dashboard", "--batch"}, "--batch is not a flag of dashboard (it is a flag of: run)"},
 		{[]string{"dashboard", "--concurrency", "3"}, "--concurrency is not a flag of dashboard"},
 		{[]string{"admin", "queues", "--concurrency", "3"}, "--concurrency is not a flag of admin queues"},
-		{[]string{"admin", "show", "ID", "--queue", "q"}, "--queue is not a flag of admin show (it is a flag of: run, admin tasks, admin purge, admin pause, admin resume, admin prune)"},
+		{[]string{"admin", "show", "ID", "--queue", "q"}, "--queue is not a flag of admin show (it is a flag of: run, admin tasks, admin purge, admin retry-failed, admin delete-failed, admin pause, admin resume, admin prune)"},
 		{[]string{"--min-age-days", "3"}, "--min-age-days is not a flag of run (it is a flag of: admin prune)"},
 		{[]string{"--bogus"}, "unknown flag --bogus"},
 	} {
