@@ -65,6 +65,14 @@ type Pauser interface {
 	Resume(ctx context.Context, queue string) (bool, error)
 }
 
+// DeadLetters is a Store that can retry and delete a queue's FAILED tasks
+// in bulk (*broker.Redis is one); the failed tab then has Retry all and
+// Delete all buttons.
+type DeadLetters interface {
+	RetryFailedWhere(ctx context.Context, queue string, f broker.FailedFilter) (int, error)
+	DeleteFailedWhere(ctx context.Context, queue string, f broker.FailedFilter) (int, error)
+}
+
 // Options configure the dashboard. The zero value serves it without a
 // token to whoever can connect.
 type Options struct {
@@ -137,6 +145,8 @@ func New(s Store, opts Options) http.Handler {
 	h.mux.HandleFunc("POST /tasks/{id}/cancel", func(w http.ResponseWriter, r *http.Request) { h.act(w, r, "cancel") })
 	h.mux.HandleFunc("POST /queues/{queue}/pause", func(w http.ResponseWriter, r *http.Request) { h.pause(w, r, "pause") })
 	h.mux.HandleFunc("POST /queues/{queue}/resume", func(w http.ResponseWriter, r *http.Request) { h.pause(w, r, "resume") })
+	h.mux.HandleFunc("POST /queues/{queue}/retry-failed", func(w http.ResponseWriter, r *http.Request) { h.pause(w, r, "retry-failed") })
+	h.mux.HandleFunc("POST /queues/{queue}/delete-failed", func(w http.ResponseWriter, r *http.Request) { h.pause(w, r, "delete-failed") })
 	h.mux.HandleFunc("GET /api/stats", h.stats)
 	h.mux.HandleFunc("GET /api/events", h.events)
 	h.mux.HandleFunc("GET /login", h.loginPage)
@@ -389,6 +399,8 @@ type queueView struct {
 	Stat broker.QueueStat
 	// CanPause: the store can pause and resume queues (Pauser).
 	CanPause bool
+	// CanBulk: the store can retry and delete FAILED tasks in bulk.
+	CanBulk bool
 	Done     string // what the last action did
 
 	State        broker.State
@@ -429,11 +441,16 @@ func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, canPause := h.store.(Pauser)
-	v := queueView{Stat: stats[i], CanPause: canPause, State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
-	switch r.URL.Query().Get("done") {
-	case "paused":
+	_, canBulk := h.store.(DeadLetters)
+	v := queueView{Stat: stats[i], CanPause: canPause, CanBulk: canBulk, State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
+	switch done := r.URL.Query().Get("done"); {
+	case strings.HasPrefix(done, "retried-"):
+		v.Done = "Retried " + strings.TrimPrefix(done, "retried-") + " failed tasks: they wait to run again."
+	case strings.HasPrefix(done, "deleted-"):
+		v.Done = "Deleted " + strings.TrimPrefix(done, "deleted-") + " failed tasks."
+	case done == "paused":
 		v.Done = "Paused: workers claim none of this queue's tasks until it is resumed."
-	case "resumed":
+	case done == "resumed":
 		v.Done = "Resumed: workers claim this queue's tasks again."
 	}
 	if len(rs) > PageSize {
@@ -537,12 +554,14 @@ type confirmView struct {
 	Queue string
 }
 
-// pause pauses or resumes a queue, after a confirmation as act does.
+// pause pauses or resumes a queue, or retries or deletes its FAILED tasks,
+// after a confirmation as act does.
 func (h *handler) pause(w http.ResponseWriter, r *http.Request, action string) {
 	q := r.PathValue("queue")
-	p, ok := h.store.(Pauser)
-	if !ok {
-		h.fail(w, r, http.StatusNotImplemented, "this dashboard's store cannot pause queues")
+	p, canPause := h.store.(Pauser)
+	dl, canBulk := h.store.(DeadLetters)
+	if bulk := action == "retry-failed" || action == "delete-failed"; bulk && !canBulk || !bulk && !canPause {
+		h.fail(w, r, http.StatusNotImplemented, "this dashboard's store cannot "+action+" queues")
 		return
 	}
 	if !h.validForm(r) {
@@ -561,23 +580,37 @@ func (h *handler) pause(w http.ResponseWriter, r *http.Request, action string) {
 		return
 	}
 	if r.FormValue("confirmed") != "1" {
-		label := map[string]string{"pause": "Pause", "resume": "Resume"}[action]
+		label := map[string]string{"pause": "Pause", "resume": "Resume",
+			"retry-failed": "Retry every failed task of", "delete-failed": "Delete every failed task of"}[action]
 		h.render(w, r, http.StatusOK, "confirm", confirmView{Queue: q, Action: action, Label: label})
 		return
 	}
-	done := "paused"
-	if action == "pause" {
+	var done string
+	var n int
+	switch action {
+	case "pause":
+		done = "paused"
 		_, _, err = p.Pause(ctx, q)
-	} else {
+	case "resume":
 		done = "resumed"
 		_, err = p.Resume(ctx, q)
+	case "retry-failed":
+		n, err = dl.RetryFailedWhere(ctx, q, broker.FailedFilter{})
+		done = "retried-" + strconv.Itoa(n)
+	case "delete-failed":
+		n, err = dl.DeleteFailedWhere(ctx, q, broker.FailedFilter{})
+		done = "deleted-" + strconv.Itoa(n)
 	}
 	if err != nil {
 		h.unavailable(w, r, action+" the queue", err)
 		return
 	}
-	h.log.Info("dashboard: queue "+done, "queue", q, "remote", r.RemoteAddr)
-	http.Redirect(w, r, "/queues/"+url.PathEscape(q)+"?done="+done, http.StatusSeeOther)
+	h.log.Info("dashboard: queue "+action, "queue", q, "done", done, "remote", r.RemoteAddr)
+	to := "/queues/" + url.PathEscape(q) + "?done=" + done
+	if n > 0 || strings.HasSuffix(action, "-failed") {
+		to += "&state=failed"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 // act retries or cancels a task. A POST without confirmed=1 (a browser

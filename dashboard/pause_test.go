@@ -21,7 +21,7 @@ func TestPauseAndResumeAQueue(t *testing.T) {
 
 	// Unconfirmed: a page that asks, nothing changed.
 	code, body := e.post("/queues/mail", "/queues/mail/pause", url.Values{})
-	if code != http.StatusOK || !strings.Contains(body, "Pause queue?") {
+	if code != http.StatusOK || !strings.Contains(body, "Pause queue mail?") {
 		t.Fatalf("unconfirmed pause = %d:\n%s", code, body)
 	}
 	if s, _ := e.b.StatsOf(e.ctx, "mail"); s.Paused() {
@@ -72,5 +72,39 @@ func TestPauseAndResumeAQueue(t *testing.T) {
 	}
 	if s, _ := e.b.StatsOf(e.ctx, "mail"); s.Paused() {
 		t.Error("a refused POST paused the queue")
+	}
+}
+
+// The failed tab retries or deletes every FAILED task of its queue.
+func TestRetryAllAndDeleteAllFailedTasks(t *testing.T) {
+	e := newEnv(t, dashboard.Options{})
+	a, b := e.fail("q", "boom"), e.fail("q", "bang")
+	_, page := e.get("/queues/q?state=failed")
+	mustContain(t, "the failed tab", page, `id="retry-all"`, `id="delete-all"`)
+	if _, page := e.get("/queues/q"); strings.Contains(page, `id="retry-all"`) {
+		t.Error("the pending tab has a Retry all button")
+	}
+	code, body := e.post("/queues/q?state=failed", "/queues/q/delete-failed", url.Values{})
+	if code != http.StatusOK || !strings.Contains(body, "Delete every failed task of queue q?") {
+		t.Fatalf("unconfirmed delete = %d:\n%s", code, body)
+	}
+	code, loc := e.post("/queues/q?state=failed", "/queues/q/retry-failed", url.Values{"confirmed": {"1"}})
+	if code != http.StatusSeeOther || loc != "/queues/q?done=retried-2&state=failed" {
+		t.Fatalf("retry all = %d %s", code, loc)
+	}
+	for _, id := range []string{a, b} {
+		if r, err := e.b.GetResult(e.ctx, id); err != nil || r.Status != "NEW" {
+			t.Errorf("%s after retry all: %+v, %v", id, r, err)
+		}
+	}
+	_, page = e.get(loc)
+	mustContain(t, "the page after retry all", page, "Retried 2 failed tasks")
+	c := e.fail("q2", "again")
+	code, loc = e.post("/queues/q2?state=failed", "/queues/q2/delete-failed", url.Values{"confirmed": {"1"}})
+	if code != http.StatusSeeOther || loc != "/queues/q2?done=deleted-1&state=failed" {
+		t.Fatalf("delete all = %d %s", code, loc)
+	}
+	if _, err := e.b.GetResult(e.ctx, c); err == nil {
+		t.Error("the deleted failed task is still there")
 	}
 }

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -222,4 +224,40 @@ func TestDashboardInBrowser(t *testing.T) {
 		return strings.Contains(u, "/queues/emails?done=resumed"), u
 	})
 	e.waitStatus(e.B, waiting.ID, 30*time.Second, task.StatusComplete)
+
+	// The dead-letter set from the failed tab: Retry all runs the failed
+	// task again (it fails again: attempt 2), Delete all removes it.
+	doomed, err := failTask.Using(task.Queue("emails")).Enqueue(e.ctx, "no such mailbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(e.B, doomed.ID, 30*time.Second, task.StatusFailed)
+	b.open(base + "queues/emails?state=failed")
+	b.click(b.find("#retry-all"))
+	if q := b.alert(); !strings.Contains(q, "Retry every failed task of queue emails?") {
+		t.Errorf("confirmation %q", q)
+	}
+	b.answer(true)
+	e.eventually(10*time.Second, "the page after Retry all", func() (bool, string) {
+		u := b.url()
+		return strings.Contains(u, "done=retried-1"), u
+	})
+	e.eventually(30*time.Second, "the retried task to fail again", func() (bool, string) {
+		r, err := e.B.GetResult(e.ctx, doomed.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.Status == task.StatusFailed && r.Attempts == 2, fmt.Sprintf("%s after %d attempts", r.Status, r.Attempts)
+	})
+	b.open(base + "queues/emails?state=failed")
+	b.click(b.find("#delete-all"))
+	b.alert()
+	b.answer(true)
+	e.eventually(10*time.Second, "the page after Delete all", func() (bool, string) {
+		u := b.url()
+		return strings.Contains(u, "done=deleted-1"), u
+	})
+	if _, err := e.B.GetResult(e.ctx, doomed.ID); !errors.Is(err, task.ErrResultNotFound) {
+		t.Errorf("after Delete all: %v; want ErrResultNotFound", err)
+	}
 }
