@@ -715,6 +715,22 @@ func (b *Redis) ListTasks(ctx context.Context, queue string, state State, offset
 		}
 		out = append(out, r)
 	}
+	if state == StateRunning && len(out) > 0 {
+		// Their progress, where they report any: one read for the page.
+		ids := make([]string, len(out))
+		for i, r := range out {
+			ids[i] = r.ID
+		}
+		ps, err := b.rdb.HMGet(ctx, b.keys(queue).progress, ids...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list running tasks of %s: progress: %w", queue, err)
+		}
+		for i, p := range ps {
+			if s, ok := p.(string); ok {
+				out[i].Progress = decodeProgress(s)
+			}
+		}
+	}
 	return out, nil
 }
 

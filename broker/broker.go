@@ -240,6 +240,9 @@ type keys struct {
 	// paused exists while the queue is paused (see pause.go): claims
 	// take nothing from it.
 	paused string
+	// progress holds the last progress of running tasks that report it
+	// (see progress.go).
+	progress string
 }
 
 func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
@@ -251,7 +254,7 @@ type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..9] of enqueueScript
 	claim   []any // KEYS[1..9] of claimScript
-	finish  []any // KEYS[1..8] of finishScript
+	finish  []any // KEYS[1..9] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
 	co *coalescer
@@ -273,11 +276,11 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 		tag: tag, tasks: tag + ":tasks", ready: tag + ":ready", pending: tag + ":pending", delayed: tag + ":delayed",
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
-		first: tag + ":first", events: tag + ":events", paused: tag + ":paused",
+		first: tag + ":first", events: tag + ":events", paused: tag + ":paused", progress: tag + ":progress",
 	}
 	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready, k.events},
 		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first, k.events, k.paused},
-		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first, k.events}}
+		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first, k.events, k.progress}}
 	b.kmu.Lock()
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}
@@ -991,7 +994,7 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors, k.first}, args: []any{id}}
+		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors, k.first, k.progress}, args: []any{id}}
 	}
 	cmds, err := b.pipelined(ctx, calls)
 	if err != nil {
@@ -1024,10 +1027,11 @@ func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error)
 	if err != nil && (str(0) != "done" || !errors.Is(err, errBadPayload)) {
 		return nil, err
 	}
-	first := str(7) // of a finished task
+	first, progress := str(7), str(8) // of a finished task
 	if str(0) == "live" {
-		first = str(5)
+		first, progress = str(5), str(6)
 	}
+	r.Progress = decodeProgress(progress)
 	if f := parseMicros(first); !f.IsZero() {
 		r.StartedAt = f // the header has the latest attempt's start
 	}

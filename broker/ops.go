@@ -351,7 +351,7 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 }
 
 // finishKeys is the number of KEYS of finishScript before the result keys.
-const finishKeys = 8
+const finishKeys = 9
 
 // maxFinishBatch bounds the tasks one finish script call writes: its
 // arguments are unpacked onto Lua's stack, which holds a few thousand.
@@ -474,7 +474,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 			}
 			c := &calls[ci]
 			c.keys = append(c.keys, qk.result(r.ID))
-			c.args = append(c.args, r.ID, r.Attempts, string(r.Status), r.Value, errBlob, errsBlob)
+			c.args = append(c.args, r.ID, r.Attempts, string(r.Status), r.Value, errBlob, errsBlob, encodeProgress(r.Progress))
 			c.idx = append(c.idx, i)
 		case r.Status == task.StatusNew:
 			errsBlob, err := encodeErrors(r.Errors)

@@ -777,11 +777,12 @@ return lost
 // Each task is fenced on its own; the call as a whole is one atomic step.
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] errors  KEYS[4] unique  KEYS[5] failed  KEYS[6] done
-//	KEYS[7] first  KEYS[8] events (a channel)  KEYS[8+i] the result key of task i
+//	KEYS[7] first  KEYS[8] events (a channel)  KEYS[9] progress  KEYS[9+i] the result key of task i
 //	ARGV[1] ttl_ms  ARGV[2] the FAILED status
 //	ARGV[3] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
-//	ARGV    then a group of 6 for each task i: id, attempt, status, value, error,
-//	        errors of every failed attempt
+//	ARGV    then a group of 7 for each task i: id, attempt, status, value, error,
+//	        errors of every failed attempt, its last progress ('' if none; kept
+//	        in the result as field p)
 //
 // Returns for each task its finish time in unix µs, 0 when the lease was
 // lost, or -1 when its result key holds another type (nothing is written
@@ -799,9 +800,9 @@ return lost
 var finishScript = newScript(`
 local ttl = tonumber(ARGV[1])
 local pub = publisher(ARGV[3], KEYS[8])
-local n = (#ARGV - 3) / 6
+local n = (#ARGV - 3) / 7
 local ids = {}
-for i = 1, n do ids[i] = ARGV[6 * i - 2] end
+for i = 1, n do ids[i] = ARGV[7 * i - 3] end
 local vals = redis.call('HMGET', KEYS[2], unpack(ids))
 local leased = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local firsts = redis.call('HMGET', KEYS[7], unpack(ids))
@@ -809,8 +810,9 @@ local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local out, fin, seen, failed, counts, events = {}, {}, {}, {}, {}, {}
+local reported = false
 for i = 1, n do
-  local j = 6 * i - 2
+  local j = 7 * i - 3
   local id, v = ARGV[j], vals[i]
   out[i] = 0
   -- The attempt in the header must be the caller's, and the task in
@@ -821,7 +823,7 @@ for i = 1, n do
     -- Not held: unless this very finish was already stored (the call is
     -- sent again after its reply was lost). Only the holder of the
     -- attempt writes a result under it.
-    local r = redis.pcall('HMGET', KEYS[8 + i], 't', 's', 'f')
+    local r = redis.pcall('HMGET', KEYS[9 + i], 't', 's', 'f')
     if type(r) == 'table' and not r.err and r[1] and r[2] == ARGV[j + 2]
         and tonumber(string.match(r[1], '^(%d+) ') or -1) == tonumber(ARGV[j + 1]) then
       out[i] = tonumber(r[3])
@@ -831,11 +833,17 @@ for i = 1, n do
     local st = ARGV[j + 2]
     -- pcall: a result key that holds another type (written by something
     -- else) fails this task alone, not the script.
-    local w = redis.pcall('HSET', KEYS[8 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
+    local w
+    if ARGV[j + 6] == '' then
+      w = redis.pcall('HSET', KEYS[9 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
+    else
+      w = redis.pcall('HSET', KEYS[9 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '', 'p', ARGV[j + 6])
+      reported = true
+    end
     if type(w) == 'table' and w.err then
       out[i] = -1
     else
-      redis.call('PEXPIRE', KEYS[8 + i], ttl)
+      redis.call('PEXPIRE', KEYS[9 + i], ttl)
       seen[id] = true
       fin[#fin + 1] = id
       local k = 'c'
@@ -855,6 +863,9 @@ redis.call('ZREM', KEYS[1], unpack(fin))
 redis.call('HDEL', KEYS[2], unpack(fin))
 redis.call('HDEL', KEYS[3], unpack(fin))
 redis.call('HDEL', KEYS[7], unpack(fin))
+-- The live progress of a task that reported some (this attempt, or an
+-- earlier one's, left by a retry or a reap) goes with it.
+if reported or redis.call('EXISTS', KEYS[9]) == 1 then redis.call('HDEL', KEYS[9], unpack(fin)) end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   for _, id in ipairs(fin) do release_unique(KEYS[4], id) end
 end
@@ -1017,14 +1028,16 @@ return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('
 // getScript reads one task's state in one consistent step.
 //
 //	KEYS[1] tasks  KEYS[2] running  KEYS[3] result  KEYS[4] delayed  KEYS[5] errors  KEYS[6] first
+//	KEYS[7] progress
 //	ARGV[1] id
 //
-// Returns {'done', value, status, finished_us, return, error, errors, first_us},
-// {'live', value, running (0/1), errors, deferred until ms or -1, first_us}
-// or nil; first_us is the empty string for a task claimed at most once.
+// Returns {'done', value, status, finished_us, return, error, errors, first_us, progress},
+// {'live', value, running (0/1), errors, deferred until ms or -1, first_us, progress}
+// or nil; first_us is the empty string for a task claimed at most once,
+// progress for a task that reported none.
 var getScript = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e', 'x', 'a')
-if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5], r[6] or '', r[7] or ''} end
+local r = redis.call('HMGET', KEYS[3], 't', 's', 'f', 'v', 'e', 'x', 'a', 'p')
+if r[1] then return {'done', r[1], r[2], r[3], r[4], r[5], r[6] or '', r[7] or '', r[8] or ''} end
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return nil end
 local running = 0
@@ -1032,5 +1045,5 @@ if redis.call('ZSCORE', KEYS[2], ARGV[1]) then running = 1 end
 local errs = redis.call('HGET', KEYS[5], ARGV[1]) or ''
 local at = redis.call('ZSCORE', KEYS[4], ARGV[1])
 if at then at = tonumber(at) else at = -1 end
-return {'live', v, running, errs, at, redis.call('HGET', KEYS[6], ARGV[1]) or ''}
+return {'live', v, running, errs, at, redis.call('HGET', KEYS[6], ARGV[1]) or '', redis.call('HGET', KEYS[7], ARGV[1]) or ''}
 `)

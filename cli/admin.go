@@ -496,6 +496,7 @@ type taskJSON struct {
 	RunAfter    time.Time       `json:"run_after,omitzero"`
 	StartedAt   time.Time       `json:"started_at,omitzero"`
 	LastAttempt time.Time       `json:"last_attempted_at,omitzero"`
+	Progress    *progressJSON   `json:"progress,omitempty"`
 	FinishedAt  time.Time       `json:"finished_at,omitzero"`
 	Error       *task.Error     `json:"error,omitempty"`
 	Errors      []*task.Error   `json:"errors,omitempty"`
@@ -506,12 +507,23 @@ type taskJSON struct {
 	ValueError  string          `json:"return_value_error,omitempty"`
 }
 
+// progressJSON is a task's last progress in the JSON output.
+type progressJSON struct {
+	Done    int64     `json:"done"`
+	Total   int64     `json:"total,omitempty"`
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
+}
+
 func toJSON(r *task.RawResult, withData bool) taskJSON {
 	j := taskJSON{
 		ID: r.ID, Task: r.TaskName, Status: r.Status, Queue: r.Queue, Priority: r.Priority,
 		Attempts: r.Attempts, MaxAttempts: r.MaxAttempts, WorkerIDs: r.WorkerIDs,
 		EnqueuedAt: r.EnqueuedAt, RunAfter: r.RunAfter, StartedAt: r.StartedAt, LastAttempt: r.LastAttemptedAt,
 		FinishedAt: r.FinishedAt, Error: r.Err, Errors: r.Errors, Metadata: r.Metadata,
+	}
+	if p := r.Progress; p != nil {
+		j.Progress = &progressJSON{Done: p.Done, Total: p.Total, Message: p.Message, At: p.At}
 	}
 	if withData {
 		var err error
@@ -608,6 +620,9 @@ func (a *adminRun) show(ctx context.Context) error {
 		row("last attempt", stamp(r.LastAttemptedAt))
 	}
 	row("finished", stamp(r.FinishedAt))
+	if p := r.Progress; p != nil {
+		row("progress", dashboard.ProgressLine(p))
+	}
 	metaRows(tw, r.Metadata)
 	switch {
 	case j.ArgsError != "":

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/gotasks/gotasks/task"
@@ -50,4 +51,21 @@ func AttemptsLine(r *task.RawResult) string {
 		notes = append(notes, fmt.Sprintf("%d ended without an outcome", lost))
 	}
 	return fmt.Sprintf("%d (%s)", r.Attempts, strings.Join(notes, "; "))
+}
+
+// ProgressLine is how the dashboard and admin show a task's last
+// progress: "3 of 10 (30%): copying files, 2s ago", or "3" with nothing
+// more known.
+func ProgressLine(p *task.Progress) string {
+	s := strconv.FormatInt(p.Done, 10)
+	if p.Total > 0 {
+		s += " of " + strconv.FormatInt(p.Total, 10) + " (" + strconv.FormatInt(p.Done*100/p.Total, 10) + "%)"
+	}
+	if p.Message != "" {
+		s += ": " + p.Message
+	}
+	if !p.At.IsZero() {
+		s += ", " + p.At.UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	return s
 }

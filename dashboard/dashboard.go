@@ -677,6 +677,7 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 }
 
 var funcs = template.FuncMap{
+	"progress": ProgressLine,
 	"stamp": func(t time.Time) string {
 		if t.IsZero() {
 			return "–"

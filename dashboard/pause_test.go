@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gotasks/gotasks/dashboard"
+	"github.com/gotasks/gotasks/task"
 )
 
 // The queue page pauses and resumes its queue: asked first (a page
@@ -107,4 +108,21 @@ func TestRetryAllAndDeleteAllFailedTasks(t *testing.T) {
 	if _, err := e.b.GetResult(e.ctx, c); err == nil {
 		t.Error("the deleted failed task is still there")
 	}
+}
+
+// A running task's progress shows on its page and on the running tab.
+func TestProgressShowsOnTheTaskAndQueuePages(t *testing.T) {
+	e := newEnv(t, dashboard.Options{})
+	id := e.enqueue("dashtest.p", "q", 1)
+	got, err := e.b.Claim(e.ctx, []string{"q"}, 1, time.Minute, "w-1")
+	if err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	if err := e.b.SetProgress(e.ctx, got[0].Result, task.Progress{Done: 3, Total: 12, Message: "copying <files>", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, page := e.get("/tasks/" + id)
+	mustContain(t, "the task page", page, `id="progress"`, `<progress max="12" value="3">`, "3 of 12 (25%): copying &lt;files&gt;")
+	_, page = e.get("/queues/q?state=running")
+	mustContain(t, "the running tab", page, "3 of 12 (25%): copying &lt;files&gt;")
 }

@@ -187,6 +187,9 @@ type RawResult struct {
 	Value           []byte   // encoded return value; nil until COMPLETE
 	// Serializer decodes Args and Value; nil means msgpack.
 	Serializer serializer.Serializer
+	// Progress is what the task last reported (SetProgress); nil if
+	// nothing.
+	Progress *Progress
 	// ResultTTL is how long the finished result is kept when the producer
 	// chose it (its backend's option travels with the task, see
 	// broker.Options.ResultTTL); 0: the storing backend's own.

@@ -215,11 +215,37 @@ func (b *immediateBackend) Enqueue(ctx context.Context, msg *Message) error {
 // backend's run middleware.
 func executeApart(ctx context.Context, r *RawResult, mws []RunMiddleware) {
 	done := make(chan struct{})
+	rep := &lastProgress{}
 	go func() {
 		defer close(done)
-		ExecuteWith(ctx, r, mws...)
+		ExecuteWith(WithProgressReporter(ctx, rep), r, mws...)
 	}()
 	<-done
+	r.Progress = rep.final()
+}
+
+// lastProgress keeps the last progress a task reports, for backends that
+// keep it with the result and write nothing meanwhile (the Immediate
+// backend).
+type lastProgress struct {
+	mu  sync.Mutex
+	p   *Progress
+	end bool
+}
+
+func (l *lastProgress) Report(p Progress) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.end {
+		l.p = &p
+	}
+}
+
+func (l *lastProgress) final() *Progress {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.end = true
+	return l.p
 }
 
 // take removes and returns the finished result of msg id; results do not

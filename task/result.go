@@ -33,6 +33,9 @@ type Result[R any] struct {
 	Errors      []*Error // every failed attempt's error, oldest first (retries)
 	MaxAttempts int
 	Metadata    Metadata // see Meta; nil when there is none
+	// Progress is what the task last reported (SetProgress), while it
+	// runs and after; nil if nothing.
+	Progress *Progress
 
 	value   R
 	backend Backend
@@ -60,6 +63,11 @@ func (r *Result[R]) set(raw *RawResult) error {
 	r.Metadata = raw.Metadata.Clone()
 	r.Attempts, r.WorkerIDs, r.Err = raw.Attempts, slices.Clone(raw.WorkerIDs), raw.Err
 	r.Errors, r.MaxAttempts = slices.Clone(raw.Errors), raw.MaxAttempts
+	r.Progress = nil
+	if raw.Progress != nil {
+		p := *raw.Progress
+		r.Progress = &p
+	}
 	r.value = v
 	return nil
 }

@@ -105,3 +105,4 @@ func TestRetryPolicyInUsingIsRefused(t *testing.T) {
 		t.Errorf("Using without a RetryPolicy: %v", err)
 	}
 }
+

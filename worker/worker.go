@@ -137,6 +137,8 @@ type job struct {
 	// task to its queue): one compare-and-swap decides which, so a task is
 	// never both stored and handed back.
 	phase atomic.Int32
+	// progress throttles what the task reports (see progress.go).
+	progress progressState
 }
 
 // Phases of a job.
@@ -472,7 +474,9 @@ func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
 // trackLocked is track with w.mu held.
 func (w *Worker) trackLocked(ctx context.Context, r *task.RawResult) *job {
 	jctx, cancel := context.WithCancel(ctx)
-	j := &job{r: r, ctx: jctx, cancel: cancel}
+	j := &job{r: r, cancel: cancel}
+	j.progress.w = w
+	j.ctx = task.WithProgressReporter(jctx, j)
 	w.inflight[j.key()] = j
 	return j
 }
@@ -617,6 +621,7 @@ func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job
 	r := j.r
 	log := func() *slog.Logger { return w.taskLog(r) }
 	defer w.untrack(j)
+	r.Progress = j.progress.final()
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		log().Info("task given up at shutdown (handed back to its queue, or to its lease if Redis did not answer)", "duration", time.Since(start))
 		return nil, nil
