@@ -105,4 +105,3 @@ func TestRetryPolicyInUsingIsRefused(t *testing.T) {
 		t.Errorf("Using without a RetryPolicy: %v", err)
 	}
 }
-
