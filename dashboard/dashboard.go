@@ -401,7 +401,7 @@ type queueView struct {
 	CanPause bool
 	// CanBulk: the store can retry and delete FAILED tasks in bulk.
 	CanBulk bool
-	Done     string // what the last action did
+	Done    string // what the last action did
 
 	State        broker.State
 	States       []broker.State
