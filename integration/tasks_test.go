@@ -20,6 +20,11 @@ type flakyArgs struct {
 	FailAttempts int `json:"fail_attempts"`
 }
 
+type progressArgs struct {
+	Steps int `json:"steps"`
+	Ms    int `json:"ms"`
+}
+
 type sleepArgs struct {
 	Ms  int    `json:"ms"`
 	Tag string `json:"tag,omitempty"`
@@ -47,6 +52,10 @@ var (
 	})
 	// demo.record appends "start|end <id> <attempt> <worker> <tag>" to the
 	// list demo:executions and returns the list's length after "end".
+	// demo.progress reports its progress after each of its steps.
+	progressTask = task.Define("demo.progress", func(ctx context.Context, a progressArgs) (int, error) {
+		panic("demo.progress runs in the worker")
+	})
 	recordTask = task.Define("demo.record", func(ctx context.Context, a sleepArgs) (int, error) {
 		panic("demo.record runs in the worker")
 	})

@@ -29,6 +29,12 @@ type FlakyArgs struct {
 }
 
 // SleepArgs are the arguments of demo.sleep and demo.record.
+// ProgressArgs are demo.progress's arguments.
+type ProgressArgs struct {
+	Steps int `json:"steps"`
+	Ms    int `json:"ms"`
+}
+
 type SleepArgs struct {
 	Ms  int    `json:"ms"`
 	Tag string `json:"tag,omitempty"`
@@ -71,6 +77,21 @@ var (
 	goexitTask = task.Define("demo.goexit", func(ctx context.Context, _ struct{}) (struct{}, error) {
 		runtime.Goexit()
 		return struct{}{}, nil
+	})
+
+	// demo.progress takes Ms milliseconds for each of Steps steps and
+	// reports its progress after each (task.SetProgress); it returns
+	// Steps.
+	progressTask = task.Define("demo.progress", func(ctx context.Context, a ProgressArgs) (int, error) {
+		for i := 1; i <= a.Steps; i++ {
+			select {
+			case <-time.After(time.Duration(a.Ms) * time.Millisecond):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			task.SetProgress(ctx, int64(i), int64(a.Steps), fmt.Sprintf("step %d", i))
+		}
+		return a.Steps, nil
 	})
 
 	// demo.record appends "<id> <attempt> <worker> <tag>" to the Redis list

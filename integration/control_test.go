@@ -133,3 +133,40 @@ func TestPauseStopsClaimsAcrossWorkerProcesses(t *testing.T) {
 	t.Logf("paused after %d of %d tasks had started: the last start %v after the pause (resolution 1ms), %d waited; resumed: the first start %v later, the rest drained by %v",
 		started, len(ids), lastStart.Sub(since), waiting, firstAfter.Sub(before), names)
 }
+
+// TestProgressOfATaskInAWorkerProcess: a task running in a worker
+// process reports its progress; this process reads it while the task
+// runs, step after step, and finds the last one kept with the result.
+func TestProgressOfATaskInAWorkerProcess(t *testing.T) {
+	e := newEnv(t)
+	e.startWorker(workerConfig{ID: "w-progress", Ready: true})
+	const steps = 8
+	res, err := progressTask.Enqueue(e.ctx, progressArgs{Steps: steps, Ms: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	e.eventually(30*time.Second, "the task to finish", func() (bool, string) {
+		if err := res.Refresh(e.ctx); err != nil {
+			return false, err.Error()
+		}
+		if p := res.Progress; p != nil && res.Status == task.StatusRunning {
+			seen[p.Done] = true
+			if p.Total != steps || p.Message != "step "+strconv.FormatInt(p.Done, 10) {
+				t.Errorf("live progress %+v", p)
+			}
+		}
+		return res.IsFinished(), string(res.Status)
+	})
+	if v, err := res.Value(); err != nil || v != steps {
+		t.Fatalf("result %v, %v", v, err)
+	}
+	if p := res.Progress; p == nil || p.Done != steps || p.Total != steps {
+		t.Errorf("kept progress %+v; want %d of %d", p, steps, steps)
+	}
+	// Steps are 300 ms apart, writes at most 250 ms: most steps show.
+	if len(seen) < steps/2 {
+		t.Errorf("saw the progress of %d of %d steps while it ran; want most", len(seen), steps)
+	}
+	t.Logf("saw steps %v while the task ran", seen)
+}
