@@ -743,6 +743,24 @@ func (a *adminRun) selection() string {
 	return what
 }
 
+// confirm asks, unless --yes, for the queue's name on stdin after what
+// (what the command is about to do); nothing is done otherwise, which the
+// error says with undone ("deleted", "purged").
+func (a *adminRun) confirm(what, undone string) error {
+	if a.yes {
+		return nil
+	}
+	fmt.Fprintf(a.stderr, "%s\nType the queue name to confirm: ", what)
+	line, err := bufio.NewReader(a.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read the confirmation: %w", err)
+	}
+	if strings.TrimSpace(line) != a.queue {
+		return fmt.Errorf("not confirmed: nothing %s (--yes skips the confirmation)", undone)
+	}
+	return nil
+}
+
 func (a *adminRun) retryFailed(ctx context.Context) error {
 	if err := a.needQueue(ctx, a.queue); err != nil {
 		return err
@@ -762,15 +780,8 @@ func (a *adminRun) deleteFailed(ctx context.Context) error {
 	if err := a.needQueue(ctx, a.queue); err != nil {
 		return err
 	}
-	if !a.yes {
-		fmt.Fprintf(a.stderr, "This deletes %s for good.\nType the queue name to confirm: ", a.selection())
-		line, err := bufio.NewReader(a.stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read the confirmation: %w", err)
-		}
-		if strings.TrimSpace(line) != a.queue {
-			return errors.New("not confirmed: nothing deleted (--yes skips the confirmation)")
-		}
+	if err := a.confirm(fmt.Sprintf("This deletes %s for good.", a.selection()), "deleted"); err != nil {
+		return err
 	}
 	n, err := a.b.DeleteFailedWhere(ctx, a.queue, a.filter)
 	if err != nil {
@@ -830,16 +841,9 @@ func (a *adminRun) purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !a.yes {
-		fmt.Fprintf(a.stderr, "This removes the %d pending and %d deferred tasks of queue %q for good (running tasks are left alone).\nType the queue name to confirm: ",
-			c.Pending, c.Deferred, a.queue)
-		line, err := bufio.NewReader(a.stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read the confirmation: %w", err)
-		}
-		if strings.TrimSpace(line) != a.queue {
-			return errors.New("not confirmed: nothing purged (--yes skips the confirmation)")
-		}
+	if err := a.confirm(fmt.Sprintf("This removes the %d pending and %d deferred tasks of queue %q for good (running tasks are left alone).",
+		c.Pending, c.Deferred, a.queue), "purged"); err != nil {
+		return err
 	}
 	fmt.Fprintf(a.stderr, "purging queue %q...\n", a.queue)
 	stopProgress := a.purgeProgress(ctx, c.Pending+c.Deferred)

@@ -424,14 +424,8 @@ func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	stats, err := h.store.QueueStats(ctx)
-	if err != nil {
-		h.unavailable(w, r, "read the queues", err)
-		return
-	}
-	i := slices.IndexFunc(stats, func(s broker.QueueStat) bool { return s.Queue == q })
-	if i < 0 {
-		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no queue %q", q))
+	stat, ok := h.queueStat(ctx, w, r, q)
+	if !ok {
 		return
 	}
 	// One more than a page tells whether there is a next page.
@@ -442,7 +436,7 @@ func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
 	}
 	_, canPause := h.store.(Pauser)
 	_, canBulk := h.store.(DeadLetters)
-	v := queueView{Stat: stats[i], CanPause: canPause, CanBulk: canBulk, State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
+	v := queueView{Stat: stat, CanPause: canPause, CanBulk: canBulk, State: state, States: states, Offset: offset, Prev: max(offset-PageSize, 0)}
 	switch done := r.URL.Query().Get("done"); {
 	case strings.HasPrefix(done, "retried-"):
 		v.Done = "Retried " + strings.TrimPrefix(done, "retried-") + " failed tasks: they wait to run again."
@@ -554,6 +548,22 @@ type confirmView struct {
 	Queue string
 }
 
+// queueStat reads the QueueStat of queue q; when it cannot (Redis
+// failed, no such queue) it answers the request and returns false.
+func (h *handler) queueStat(ctx context.Context, w http.ResponseWriter, r *http.Request, q string) (broker.QueueStat, bool) {
+	stats, err := h.store.QueueStats(ctx)
+	if err != nil {
+		h.unavailable(w, r, "read the queues", err)
+		return broker.QueueStat{}, false
+	}
+	i := slices.IndexFunc(stats, func(s broker.QueueStat) bool { return s.Queue == q })
+	if i < 0 {
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no queue %q", q))
+		return broker.QueueStat{}, false
+	}
+	return stats[i], true
+}
+
 // pause pauses or resumes a queue, or retries or deletes its FAILED tasks,
 // after a confirmation as act does.
 func (h *handler) pause(w http.ResponseWriter, r *http.Request, action string) {
@@ -570,15 +580,10 @@ func (h *handler) pause(w http.ResponseWriter, r *http.Request, action string) {
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	stats, err := h.store.QueueStats(ctx)
-	if err != nil {
-		h.unavailable(w, r, "read the queues", err)
+	if _, ok := h.queueStat(ctx, w, r, q); !ok {
 		return
 	}
-	if !slices.ContainsFunc(stats, func(s broker.QueueStat) bool { return s.Queue == q }) {
-		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no queue %q", q))
-		return
-	}
+	var err error
 	if r.FormValue("confirmed") != "1" {
 		label := map[string]string{"pause": "Pause", "resume": "Resume",
 			"retry-failed": "Retry every failed task of", "delete-failed": "Delete every failed task of"}[action]
