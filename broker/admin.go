@@ -24,57 +24,6 @@ import (
 // FAILED (the message says what it is).
 var ErrNotRetryable = errors.New("gotasks: only a FAILED task can be retried")
 
-// cancelScript makes a task that has not started CANCELLED: its result is
-// written like a finished one and it leaves the unfinished state, in one
-// step, so that a worker either claimed it before (and the cancellation is
-// refused) or can never claim it.
-//
-// It is safe to run twice: the result keeps the call's token (field c),
-// and a call that finds its own token on a CANCELLED result (it was sent
-// again after its reply was lost) answers as the first time did, and
-// publishes no second cancelled event.
-//
-//	KEYS[1] tasks  KEYS[2] pending  KEYS[3] delayed  KEYS[4] running  KEYS[5] result  KEYS[6] errors
-//	KEYS[7] unique  KEYS[8] failed  KEYS[9] done  KEYS[10] ready  KEYS[11] first  KEYS[12] events (a channel)
-//	ARGV[1] id  ARGV[2] ttl_ms  ARGV[3] the CANCELLED status  ARGV[4] token (unique per call)
-//	ARGV[5] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
-//
-// Returns {'cancelled', value, finished_us, errors, first_us}, {'done', status} when
-// the task has finished, {'running'} or {'missing'}.
-var cancelScript = newScript(`
--- The live task first: an id stored again after its first copy finished
--- (possible with versions before enqueue refused a finished id) has both,
--- and the live copy is the one to cancel (its result replaces the old one).
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if not v then
-  local r = redis.call('HMGET', KEYS[5], 's', 'c', 't', 'f', 'x', 'a')
-  if r[1] == ARGV[3] and r[2] == ARGV[4] then return {'cancelled', r[3], r[4], r[5] or '', r[6] or ''} end
-  if r[1] then return {'done', r[1]} end
-  return {'missing'}
-end
-if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {'running'} end
-local us = now_us()
-local a = parse(v)
-local errs = redis.call('HGET', KEYS[6], ARGV[1]) or ''
-local first = redis.call('HGET', KEYS[11], ARGV[1]) or ''
-redis.call('HSET', KEYS[5], 't', v, 's', ARGV[3], 'f', us, 'v', '', 'e', '', 'x', errs, 'c', ARGV[4], 'a', first)
-redis.call('HDEL', KEYS[11], ARGV[1])
-redis.call('PEXPIRE', KEYS[5], ARGV[2])
-redis.call('HDEL', KEYS[1], ARGV[1])
-release_unique(KEYS[7], ARGV[1])
-redis.call('HDEL', KEYS[6], ARGV[1])
-if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then
-  local _, p = parse(v)
-  unready(KEYS[2], KEYS[10], ARGV[1], p)
-end
--- An earlier FAILED result under this id is replaced.
-redis.call('ZREM', KEYS[8], ARGV[1])
-redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
-local pub = publisher(ARGV[5], KEYS[12])
-if pub ~= '' then emit(pub, KEYS[12], us, {event('x', ARGV[1], a, value_name(v))}) end
-return {'cancelled', v, us, errs, first}
-`)
-
 // retryFailedScript makes a FAILED task ready again under the same id, as
 // its next attempt: the attempt count and the errors of every attempt so
 // far are kept (the worker's count of lost deliveries stays right), its
@@ -262,47 +211,6 @@ func (b *Redis) findQueue(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	return r.Queue, nil
-}
-
-// Cancel implements task.Canceller: a task that is NEW, deferred or
-// waiting for a retry becomes CANCELLED and is kept as a finished result
-// (for ResultTTL, like the others); workers never see it again. The queue
-// is found like GetResult finds it.
-func (b *Redis) Cancel(ctx context.Context, id string) (*task.RawResult, error) {
-	q, err := b.findQueue(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("cancel %s: %w", id, err)
-	}
-	return b.CancelIn(ctx, q, id)
-}
-
-// CancelIn is Cancel for a task known to be on queue.
-func (b *Redis) CancelIn(ctx context.Context, queue, id string) (*task.RawResult, error) {
-	k := b.keys(queue)
-	vals, err := b.run(ctx, cancelScript, []string{k.tasks, k.pending, k.delayed, k.running, k.result(id), k.errors, k.unique, k.failed, k.done, k.ready, k.first, k.events},
-		id, b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled), newToken(), b.pub).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, err)
-	}
-	str := func(i int) string {
-		if i < len(vals) {
-			s, _ := vals[i].(string)
-			return s
-		}
-		return ""
-	}
-	switch str(0) {
-	case "cancelled":
-		// The same shape as a finished result read back by GetResult.
-		return b.decodeGet(id, queue, []any{"done", str(1), string(task.StatusCancelled), str(2), "", "", str(3), str(4)})
-	case "done":
-		return nil, &task.NotCancellableError{ID: id, Status: task.Status(str(1))}
-	case "running":
-		return nil, &task.NotCancellableError{ID: id, Status: task.StatusRunning}
-	case "missing":
-		return nil, fmt.Errorf("cancel %s in %s: %w", id, queue, task.ErrResultNotFound)
-	}
-	return nil, fmt.Errorf("cancel %s in %s: unexpected reply %v", id, queue, vals)
 }
 
 // RetryFailed runs a FAILED task again. It keeps its id, so that whoever

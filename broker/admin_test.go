@@ -119,8 +119,9 @@ func TestCancelRetryWaiting(t *testing.T) {
 	}
 }
 
-// TestCancelRefused: running and finished tasks are left as they are, and
-// the error says what they are.
+// TestCancelRefused: finished tasks are left as they are, and the error
+// says what they are; a running task's cancel is asked for, and its
+// worker's outcome stands.
 func TestCancelRefused(t *testing.T) {
 	e := setup(t)
 	running := newMsg(t, "brokertest.cancel", "q", 0, 1)
@@ -135,8 +136,10 @@ func TestCancelRefused(t *testing.T) {
 	task.Fail(f, errors.New("boom"))
 	e.store(f)
 
-	_, err := e.b.Cancel(e.ctx, r.ID)
-	wantNotCancellable(t, err, task.StatusRunning)
+	asked, err := e.b.Cancel(e.ctx, r.ID)
+	if err != nil || asked.Status != task.StatusRunning || !asked.CancelRequested {
+		t.Fatalf("Cancel of a running task = %+v, %v; want RUNNING with CancelRequested", asked, err)
+	}
 	_, err = e.b.Cancel(e.ctx, d.ID)
 	wantNotCancellable(t, err, task.StatusComplete)
 	_, err = e.b.Cancel(e.ctx, f.ID)

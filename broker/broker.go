@@ -130,8 +130,9 @@ type Redis struct {
 	unblockAllowed atomic.Bool // CLIENT UNBLOCK was tried once and allowed
 
 	// pub is the command the scripts publish events with: PUBLISH,
-	// SPUBLISH or "" (none); see Options.Events.
-	pub string
+	// SPUBLISH or "" (none); see Options.Events. cancelPub is the one
+	// they publish cancels with (see cancel.go), never "".
+	pub, cancelPub string
 	// waits shares one subscription per queue among Result.Wait calls
 	// (see WaitFinished); made on first use.
 	waitsOnce sync.Once
@@ -163,7 +164,7 @@ func New(client redis.UniversalClient, opts Options) *Redis {
 	// WAIT takes milliseconds, and 0 would wait for ever.
 	opts.WaitTimeout = max(opts.WaitTimeout, time.Millisecond)
 	opts.Queues = slices.Clone(opts.Queues)
-	return &Redis{rdb: client, opts: opts, known: map[string]bool{}, pub: publishCommand(client, opts.Events)}
+	return &Redis{rdb: client, opts: opts, known: map[string]bool{}, pub: publishCommand(client, opts.Events), cancelPub: cancelPubOf(client, opts.Events)}
 }
 
 // Client returns the underlying Redis client.
@@ -243,6 +244,9 @@ type keys struct {
 	// progress holds the last progress of running tasks that report it
 	// (see progress.go).
 	progress string
+	// cancel holds the cancels asked for running tasks, and cancels is
+	// the channel that tells their workers (see cancel.go).
+	cancel, cancels string
 }
 
 func (b *Redis) keys(queue string) keys { return b.queueKeys(queue).keys }
@@ -254,7 +258,7 @@ type queueKeys struct {
 	keys
 	enqueue []any // KEYS[1..9] of enqueueScript
 	claim   []any // KEYS[1..9] of claimScript
-	finish  []any // KEYS[1..9] of finishScript
+	finish  []any // KEYS[1..10] of finishScript
 	// co merges concurrent Enqueue calls on the queue; nil for a queue
 	// past maxCachedQueues, whose Enqueue calls each run on their own.
 	co *coalescer
@@ -277,10 +281,11 @@ func (b *Redis) queueKeys(queue string) *queueKeys {
 		running: tag + ":running", seq: tag + ":seq", wake: tag + ":wake", dw: tag + ":dwake",
 		errors: tag + ":errors", unique: tag + ":unique", failed: tag + ":failed", done: tag + ":done",
 		first: tag + ":first", events: tag + ":events", paused: tag + ":paused", progress: tag + ":progress",
+		cancel: tag + ":cancel", cancels: tag + ":cancels",
 	}
 	qk = &queueKeys{keys: k, enqueue: []any{k.tasks, k.pending, k.delayed, k.seq, k.wake, k.dw, k.unique, k.ready, k.events},
 		claim:  []any{k.pending, k.running, k.tasks, k.wake, k.errors, k.ready, k.first, k.events, k.paused},
-		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first, k.events, k.progress}}
+		finish: []any{k.running, k.tasks, k.errors, k.unique, k.failed, k.done, k.first, k.events, k.progress, k.cancel}}
 	b.kmu.Lock()
 	if b.kcache == nil {
 		b.kcache = map[string]*queueKeys{}
@@ -994,7 +999,7 @@ func (b *Redis) getFrom(ctx context.Context, id string, queues []string) (*task.
 	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
-		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors, k.first, k.progress}, args: []any{id}}
+		calls[i] = scriptCall{op: "get", script: getScript, keys: []any{k.tasks, k.running, k.result(id), k.delayed, k.errors, k.first, k.progress, k.cancel}, args: []any{id}}
 	}
 	cmds, err := b.pipelined(ctx, calls)
 	if err != nil {
@@ -1060,6 +1065,10 @@ func (b *Redis) decodeGet(id, queue string, vals []any) (*task.RawResult, error)
 		}
 		if at, _ := vals[4].(int64); at >= 0 && r.Status == task.StatusNew {
 			r.RunAfter = time.UnixMilli(at) // deferred, or waiting for a retry
+		}
+		if len(vals) > 7 {
+			c, _ := vals[7].(int64)
+			r.CancelRequested = c == 1 && r.Status == task.StatusRunning
 		}
 	}
 	return r, nil

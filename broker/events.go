@@ -138,6 +138,7 @@ var kindLetters = map[byte]struct {
 	'c': {EventCompleted, task.StatusComplete},
 	'f': {EventFailed, task.StatusFailed},
 	'x': {EventCancelled, task.StatusCancelled},
+	'k': {EventCancelRequested, task.StatusRunning}, // on T:cancels only
 }
 
 // Event is one change of one task, as published by the script that made
@@ -223,7 +224,8 @@ type Subscription struct {
 	closed   bool
 	overflow bool // events were dropped: send EventMissed before the next
 
-	keys []string // the listener keys of every queue
+	keys   []string // the listener keys of every queue
+	listen bool     // keep the listener keys set (not for cancels)
 }
 
 // EventBuffer is how many events a Subscription holds for its reader;
@@ -244,10 +246,16 @@ const EventBuffer = 1024
 // Read Events promptly: a reader more than EventBuffer events behind
 // loses events, and gets an EventMissed.
 func (b *Redis) Subscribe(ctx context.Context, queues []string, kinds ...EventKind) (*Subscription, error) {
+	return b.subscribe(ctx, queues, func(k keys) string { return k.events }, true, kinds)
+}
+
+// subscribe subscribes to the channel of each queue that channel names;
+// with listen it keeps their listener keys set (see listen).
+func (b *Redis) subscribe(ctx context.Context, queues []string, channel func(keys) string, listen bool, kinds []EventKind) (*Subscription, error) {
 	if len(queues) == 0 {
 		return nil, errors.New("subscribe: no queues")
 	}
-	s := &Subscription{out: make(chan Event, EventBuffer), rdb: b.rdb, wait: readTimeoutOf(b.rdb)}
+	s := &Subscription{out: make(chan Event, EventBuffer), rdb: b.rdb, wait: readTimeoutOf(b.rdb), listen: listen}
 	if len(kinds) > 0 {
 		s.kinds = map[EventKind]bool{}
 		for _, k := range kinds {
@@ -277,7 +285,7 @@ func (b *Redis) Subscribe(ctx context.Context, queues []string, kinds ...EventKi
 	for _, g := range groups {
 		f := &feed{s: s, sharded: sharded, byChannel: map[string]string{}}
 		for _, q := range g {
-			ch := b.keys(q).events
+			ch := channel(b.keys(q))
 			f.channels = append(f.channels, ch)
 			f.byChannel[ch] = q
 		}
@@ -313,8 +321,10 @@ func (b *Redis) Subscribe(ctx context.Context, queues []string, kinds ...EventKi
 		s.wg.Add(1)
 		go r.f.run(r.ps)
 	}
-	s.wg.Add(1)
-	go s.refresh()
+	if listen {
+		s.wg.Add(1)
+		go s.refresh()
+	}
 	return s, nil
 }
 
@@ -423,8 +433,10 @@ type feed struct {
 // delivered.
 func (f *feed) connect(ctx context.Context) (*redis.PubSub, error) {
 	// Before subscribing: a change made once Redis confirms is published.
-	if err := listen(ctx, f.s.rdb, f.channels); err != nil {
-		return nil, err
+	if f.s.listen {
+		if err := listen(ctx, f.s.rdb, f.channels); err != nil {
+			return nil, err
+		}
 	}
 	if f.sharded {
 		ps, err := f.subscribe(ctx, true)

@@ -238,8 +238,16 @@ func (b *Redis) claimed(queue string, cmd *redis.Cmd) ([]Claimed, error) {
 // still holds (each identified by its id and attempt number), and returns
 // those whose lease it lost.
 func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResult, lease time.Duration) (lost []*task.RawResult, err error) {
+	lost, _, err = b.RenewWatch(ctx, queue, running, lease)
+	return lost, err
+}
+
+// RenewWatch is Renew, and also returns the held tasks whose cancel was
+// asked for (see Cancel): a worker that missed the message that tells it
+// learns it here, at its next renewal.
+func (b *Redis) RenewWatch(ctx context.Context, queue string, running []*task.RawResult, lease time.Duration) (lost, cancelAsked []*task.RawResult, err error) {
 	if len(running) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	k := b.keys(queue)
 	args := make([]any, 0, 1+2*len(running))
@@ -247,16 +255,19 @@ func (b *Redis) Renew(ctx context.Context, queue string, running []*task.RawResu
 	for _, r := range running {
 		args = append(args, r.ID, r.Attempts)
 	}
-	pos, err := b.run(ctx, renewScript, []string{k.running, k.tasks}, args...).Int64Slice()
+	pos, err := b.run(ctx, renewScript, []string{k.running, k.tasks, k.cancel}, args...).Int64Slice()
 	if err != nil {
-		return nil, fmt.Errorf("renew %d leases on %s: %w", len(running), queue, err)
+		return nil, nil, fmt.Errorf("renew %d leases on %s: %w", len(running), queue, err)
 	}
 	for _, p := range pos {
-		if p >= 1 && int(p) <= len(running) {
+		switch {
+		case p >= 1 && int(p) <= len(running):
 			lost = append(lost, running[p-1])
+		case p <= -1 && int(-p) <= len(running):
+			cancelAsked = append(cancelAsked, running[-p-1])
 		}
 	}
-	return lost, nil
+	return lost, cancelAsked, nil
 }
 
 // Finish stores the final state of r (COMPLETE with r.Value, or FAILED with
@@ -340,6 +351,8 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 				errs[ri] = fmt.Errorf("%s %s: %w", call.op, r.ID, err)
 			case stamps[j] == 0:
 				errs[ri] = fmt.Errorf("%s %s attempt %d: %w", call.op, r.ID, r.Attempts, ErrLeaseLost)
+			case stamps[j] == retryCancelAsked && call.script == retryScript:
+				errs[ri] = fmt.Errorf("%s %s attempt %d: %w", call.op, r.ID, r.Attempts, ErrCancelAsked)
 			case stamps[j] < 0:
 				errs[ri] = fmt.Errorf("%s %s: its result key %s holds a value of another type", call.op, r.ID, call.keys[finishKeys+j])
 			case call.script == finishScript:
@@ -350,8 +363,12 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	return errs, got, claimErr
 }
 
+// retryCancelAsked is retryScript's answer for a task whose cancel was
+// asked for (ErrCancelAsked).
+const retryCancelAsked = -2
+
 // finishKeys is the number of KEYS of finishScript before the result keys.
-const finishKeys = 9
+const finishKeys = 10
 
 // maxFinishBatch bounds the tasks one finish script call writes: its
 // arguments are unpacked onto Lua's stack, which holds a few thousand.
@@ -445,7 +462,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 	for i, r := range rs {
 		qk := b.queueKeys(r.Queue)
 		switch {
-		case r.Status == task.StatusComplete || r.Status == task.StatusFailed:
+		case r.Status == task.StatusComplete || r.Status == task.StatusFailed || r.Status == task.StatusCancelled:
 			var errBlob []byte
 			if r.Err != nil {
 				var err error
@@ -470,7 +487,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				keys := make([]any, 0, len(qk.finish)+len(rs)-i)
 				calls = append(calls, scriptCall{op: "finish", script: finishScript,
 					keys: append(keys, qk.finish...),
-					args: []any{g.ttl.Milliseconds(), string(task.StatusFailed), b.pub}})
+					args: []any{g.ttl.Milliseconds(), string(task.StatusFailed), b.pub, string(task.StatusCancelled)}})
 			}
 			c := &calls[ci]
 			c.keys = append(c.keys, qk.result(r.ID))
@@ -487,7 +504,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				at = int64(math.Ceil(float64(r.RunAfter.UnixMicro()) / 1000))
 			}
 			calls = append(calls, scriptCall{op: "retry", script: retryScript,
-				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready, qk.result(r.ID), qk.events},
+				keys: []any{qk.running, qk.tasks, qk.pending, qk.delayed, qk.seq, qk.wake, qk.dw, qk.errors, qk.ready, qk.result(r.ID), qk.events, qk.cancel},
 				args: []any{r.ID, r.Attempts, at, errsBlob, b.pub}, idx: []int{i}})
 		default:
 			errs[i] = fmt.Errorf("store %s: status %s is neither final nor NEW (a retry)", r.ID, r.Status)
@@ -534,22 +551,63 @@ func (b *Redis) requeue(ctx context.Context, queue string, running []*task.RawRe
 	for _, r := range running {
 		args = append(args, r.ID, r.Attempts)
 	}
-	n, err := b.run(ctx, requeueScript, []string{k.running, k.pending, k.tasks, k.wake, k.ready}, args...).Int()
+	n, err := b.run(ctx, requeueScript, []string{k.running, k.pending, k.tasks, k.wake, k.ready, k.cancel}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("requeue %d tasks on %s: %w", len(running), queue, err)
 	}
 	return n, nil
 }
 
-// Reap returns up to limit tasks of queue whose lease expired to the queue.
-// It also returns when the next lease expires (zero: nothing is running).
+// Reap returns up to limit tasks of queue whose lease expired to the queue,
+// and ends CANCELLED those among them whose cancel was asked for (see
+// Cancel). It returns how many it handled either way, and when the next
+// lease expires (zero: nothing is running).
 func (b *Redis) Reap(ctx context.Context, queue string, limit int) (int, time.Time, error) {
 	k := b.keys(queue)
-	n, next, err := pair(b.run(ctx, reapScript, []string{k.running, k.pending, k.tasks, k.wake, k.ready}, limit))
+	vals, err := b.run(ctx, reapScript, []string{k.running, k.pending, k.tasks, k.wake, k.ready, k.cancel}, limit).Slice()
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
 	}
-	return n, next, nil
+	if len(vals) < 2 {
+		return 0, time.Time{}, fmt.Errorf("reap %s: script returned %d values, want 2 or more", queue, len(vals))
+	}
+	n, _ := vals[0].(int64)
+	nxt, _ := vals[1].(int64)
+	var ids []string
+	for _, v := range vals[2:] {
+		if id, ok := v.(string); ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		c, err := b.cancelExpired(ctx, queue, ids)
+		if err != nil {
+			return int(n), time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
+		}
+		n += int64(c)
+		// The next expiry may have been one of those.
+		if _, nxt, err = b.nextLease(ctx, k); err != nil {
+			return int(n), time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
+		}
+	}
+	var next time.Time
+	if nxt >= 0 {
+		next = time.UnixMilli(nxt)
+	}
+	return int(n), next, nil
+}
+
+// nextLease returns whether anything runs on the queue of k, and when its
+// next lease expires (unix ms, -1 if nothing runs).
+func (b *Redis) nextLease(ctx context.Context, k keys) (bool, int64, error) {
+	z, err := b.rdb.ZRangeWithScores(ctx, k.running, 0, 0).Result()
+	if err != nil {
+		return false, -1, fmt.Errorf("read the next lease: %w", err)
+	}
+	if len(z) == 0 {
+		return false, -1, nil
+	}
+	return true, int64(z[0].Score), nil
 }
 
 // Promote makes up to limit deferred tasks of queue whose run_after has come

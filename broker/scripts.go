@@ -752,23 +752,28 @@ return scores
 // renewScript extends the leases of running tasks that this worker still
 // holds.
 //
-//	KEYS[1] running  KEYS[2] tasks
+//	KEYS[1] running  KEYS[2] tasks  KEYS[3] cancel
 //	ARGV[1] lease_ms, then pairs: id, attempt
 //
 // Returns the positions (1-based) of the pairs whose lease was lost
 // (requeued, or claimed again by another attempt); those are not renewed.
 // Positions, not ids: two attempts of one id may be in flight on one worker.
+// A held task whose cancel was asked for (see cancel.go) is renewed and
+// its position returned negated: the worker that missed the message
+// learns it here.
 var renewScript = newScript(`
 local expiry = num(now_ms() + tonumber(ARGV[1]))
-local lost = {}
+local cancels = redis.call('EXISTS', KEYS[3]) == 1
+local out = {}
 for i = 2, #ARGV, 2 do
   if holds(KEYS[1], KEYS[2], ARGV[i], ARGV[i + 1]) then
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+    if cancels and redis.call('HEXISTS', KEYS[3], ARGV[i]) == 1 then out[#out + 1] = -i / 2 end
   else
-    lost[#lost + 1] = i / 2
+    out[#out + 1] = i / 2
   end
 end
-return lost
+return out
 `)
 
 // finishScript writes the results of finished attempts of one queue, each
@@ -777,9 +782,11 @@ return lost
 // Each task is fenced on its own; the call as a whole is one atomic step.
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] errors  KEYS[4] unique  KEYS[5] failed  KEYS[6] done
-//	KEYS[7] first  KEYS[8] events (a channel)  KEYS[9] progress  KEYS[9+i] the result key of task i
+//	KEYS[7] first  KEYS[8] events (a channel)  KEYS[9] progress  KEYS[10] cancel
+//	KEYS[10+i] the result key of task i
 //	ARGV[1] ttl_ms  ARGV[2] the FAILED status
 //	ARGV[3] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
+//	ARGV[4] the CANCELLED status (a running task whose cancel was asked for, see cancel.go)
 //	ARGV    then a group of 7 for each task i: id, attempt, status, value, error,
 //	        errors of every failed attempt, its last progress ('' if none; kept
 //	        in the result as field p)
@@ -800,9 +807,9 @@ return lost
 var finishScript = newScript(`
 local ttl = tonumber(ARGV[1])
 local pub = publisher(ARGV[3], KEYS[8])
-local n = (#ARGV - 3) / 7
+local n = (#ARGV - 4) / 7
 local ids = {}
-for i = 1, n do ids[i] = ARGV[7 * i - 3] end
+for i = 1, n do ids[i] = ARGV[7 * i - 2] end
 local vals = redis.call('HMGET', KEYS[2], unpack(ids))
 local leased = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local firsts = redis.call('HMGET', KEYS[7], unpack(ids))
@@ -812,7 +819,7 @@ local us = t[1] .. string.format('%06d', tonumber(t[2]))
 local out, fin, seen, failed, counts, events = {}, {}, {}, {}, {}, {}
 local reported = false
 for i = 1, n do
-  local j = 7 * i - 3
+  local j = 7 * i - 2
   local id, v = ARGV[j], vals[i]
   out[i] = 0
   -- The attempt in the header must be the caller's, and the task in
@@ -823,7 +830,7 @@ for i = 1, n do
     -- Not held: unless this very finish was already stored (the call is
     -- sent again after its reply was lost). Only the holder of the
     -- attempt writes a result under it.
-    local r = redis.pcall('HMGET', KEYS[9 + i], 't', 's', 'f')
+    local r = redis.pcall('HMGET', KEYS[10 + i], 't', 's', 'f')
     if type(r) == 'table' and not r.err and r[1] and r[2] == ARGV[j + 2]
         and tonumber(string.match(r[1], '^(%d+) ') or -1) == tonumber(ARGV[j + 1]) then
       out[i] = tonumber(r[3])
@@ -835,15 +842,15 @@ for i = 1, n do
     -- else) fails this task alone, not the script.
     local w
     if ARGV[j + 6] == '' then
-      w = redis.pcall('HSET', KEYS[9 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
+      w = redis.pcall('HSET', KEYS[10 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '')
     else
-      w = redis.pcall('HSET', KEYS[9 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '', 'p', ARGV[j + 6])
+      w = redis.pcall('HSET', KEYS[10 + i], 't', v, 's', st, 'f', us, 'v', ARGV[j + 3], 'e', ARGV[j + 4], 'x', ARGV[j + 5], 'a', firsts[i] or '', 'p', ARGV[j + 6])
       reported = true
     end
     if type(w) == 'table' and w.err then
       out[i] = -1
     else
-      redis.call('PEXPIRE', KEYS[9 + i], ttl)
+      redis.call('PEXPIRE', KEYS[10 + i], ttl)
       seen[id] = true
       fin[#fin + 1] = id
       local k = 'c'
@@ -851,6 +858,12 @@ for i = 1, n do
         k = 'f'
         failed[#failed + 1] = num(ms + ttl)
         failed[#failed + 1] = id
+      elseif st == ARGV[4] then
+        -- The cancel's token (see cancelScript): that call, sent again,
+        -- finds its own cancellation.
+        k = 'x'
+        local tok = redis.call('HGET', KEYS[10], id)
+        if tok then redis.call('HSET', KEYS[10 + i], 'c', tok) end
       end
       if pub ~= '' then events[#events + 1] = event(k, id, a, value_name(v)) end
       counts[st] = (counts[st] or 0) + 1
@@ -866,6 +879,8 @@ redis.call('HDEL', KEYS[7], unpack(fin))
 -- The live progress of a task that reported some (this attempt, or an
 -- earlier one's, left by a retry or a reap) goes with it.
 if reported or redis.call('EXISTS', KEYS[9]) == 1 then redis.call('HDEL', KEYS[9], unpack(fin)) end
+-- A cancel asked for while the task ran ends with it, whatever its outcome.
+if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('HDEL', KEYS[10], unpack(fin)) end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   for _, id in ipairs(fin) do release_unique(KEYS[4], id) end
 end
@@ -893,11 +908,13 @@ return out
 //
 //	KEYS[1] running  KEYS[2] tasks  KEYS[3] pending  KEYS[4] delayed  KEYS[5] seq
 //	KEYS[6] wake  KEYS[7] dwake  KEYS[8] errors  KEYS[9] ready  KEYS[10] result
-//	KEYS[11] events (a channel)
+//	KEYS[11] events (a channel)  KEYS[12] cancel
 //	ARGV[1] id  ARGV[2] attempt  ARGV[3] run_after_ms  ARGV[4] errors of every failed attempt
 //	ARGV[5] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //
-// Returns 1, or 0 when the lease was lost.
+// Returns 1, 0 when the lease was lost, or -2 (and writes nothing) when
+// the task's cancel was asked for while it ran: it is not retried (see
+// cancel.go).
 var retryScript = newScript(`
 local v = holds(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if not v then
@@ -905,6 +922,7 @@ if not v then
       or redis.call('HGET', KEYS[10], 'x') == ARGV[4]) then return 1 end
   return 0
 end
+if redis.call('HEXISTS', KEYS[12], ARGV[1]) == 1 then return -2 end
 local ms = now_ms()
 local at = tonumber(ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -935,15 +953,21 @@ return 1
 // same token as a claim this one raced with (an unclaim sent twice, after
 // another worker claimed the task in between).
 //
-//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready
+//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready  KEYS[6] cancel
 //	ARGV[1] undo (1 or 0), then pairs: id, attempt
+//
+// A task whose cancel was asked for is not requeued: its lease is made to
+// expire now, and the reaper ends it CANCELLED (see cancel.go).
 //
 // Returns the number of tasks requeued.
 var requeueScript = newScript(`
 local items = {}
+local cancels = redis.call('EXISTS', KEYS[6]) == 1
 for i = 2, #ARGV, 2 do
   local v = holds(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1])
-  if v then
+  if v and cancels and redis.call('HEXISTS', KEYS[6], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[i])
+  elseif v then
     local a, p, s, st, w, env = parse(v)
     redis.call('ZREM', KEYS[1], ARGV[i])
     if ARGV[1] == '1' and w ~= '' then
@@ -963,27 +987,39 @@ return #items
 // reapScript returns tasks whose lease expired (their worker died or hung)
 // to their queue, at their original place, so that they run again.
 //
-//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready
+//	KEYS[1] running  KEYS[2] pending  KEYS[3] tasks  KEYS[4] wake  KEYS[5] ready  KEYS[6] cancel
 //	ARGV[1] limit
 //
-// Returns {requeued, next lease expiry in unix ms or -1}.
+// A task whose cancel was asked for is left in T:running, for
+// cancelExpiredScript to end CANCELLED (its result key must be in KEYS).
+//
+// Returns {requeued, next lease expiry in unix ms or -1, ids left to cancel...}.
 var reapScript = newScript(`
 local ms = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(ms), 'LIMIT', 0, ARGV[1])
-local items = {}
+local cancels = redis.call('EXISTS', KEYS[6]) == 1
+local items, left = {}, {}
+local n = 0
 for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local v = redis.call('HGET', KEYS[3], id)
-  if v then
-    local a, p, s = parse(v)
-    items[#items + 1] = {id, p, s}
+  if cancels and redis.call('HEXISTS', KEYS[6], id) == 1 then
+    left[#left + 1] = id
+  else
+    n = n + 1
+    redis.call('ZREM', KEYS[1], id)
+    local v = redis.call('HGET', KEYS[3], id)
+    if v then
+      local a, p, s = parse(v)
+      items[#items + 1] = {id, p, s}
+    end
   end
 end
 back(KEYS[2], KEYS[5], KEYS[3], items)
-if #ids > 0 then wake(KEYS[4]) end
+if n > 0 then wake(KEYS[4]) end
+local out = {n, -1}
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #nxt == 0 then return {#ids, -1} end
-return {#ids, tonumber(nxt[2])}
+if #nxt > 0 then out[2] = tonumber(nxt[2]) end
+for _, id in ipairs(left) do out[#out + 1] = id end
+return out
 `)
 
 // promoteScript moves deferred tasks whose run_after has come to the ready
@@ -1028,11 +1064,12 @@ return {redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]), redis.call('
 // getScript reads one task's state in one consistent step.
 //
 //	KEYS[1] tasks  KEYS[2] running  KEYS[3] result  KEYS[4] delayed  KEYS[5] errors  KEYS[6] first
-//	KEYS[7] progress
+//	KEYS[7] progress  KEYS[8] cancel
 //	ARGV[1] id
 //
 // Returns {'done', value, status, finished_us, return, error, errors, first_us, progress},
-// {'live', value, running (0/1), errors, deferred until ms or -1, first_us, progress}
+// {'live', value, running (0/1), errors, deferred until ms or -1, first_us, progress,
+// cancel asked for (0/1)}
 // or nil; first_us is the empty string for a task claimed at most once,
 // progress for a task that reported none.
 var getScript = redis.NewScript(`
@@ -1045,5 +1082,6 @@ if redis.call('ZSCORE', KEYS[2], ARGV[1]) then running = 1 end
 local errs = redis.call('HGET', KEYS[5], ARGV[1]) or ''
 local at = redis.call('ZSCORE', KEYS[4], ARGV[1])
 if at then at = tonumber(at) else at = -1 end
-return {'live', v, running, errs, at, redis.call('HGET', KEYS[6], ARGV[1]) or '', redis.call('HGET', KEYS[7], ARGV[1]) or ''}
+return {'live', v, running, errs, at, redis.call('HGET', KEYS[6], ARGV[1]) or '', redis.call('HGET', KEYS[7], ARGV[1]) or '',
+  redis.call('HEXISTS', KEYS[8], ARGV[1])}
 `)

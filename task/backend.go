@@ -190,6 +190,10 @@ type RawResult struct {
 	// Progress is what the task last reported (SetProgress); nil if
 	// nothing.
 	Progress *Progress
+	// CancelRequested is set on a RUNNING task whose cancel was asked for
+	// (see Canceller): its worker stops it, and it ends CANCELLED if it
+	// returns its context's error.
+	CancelRequested bool
 	// ResultTTL is how long the finished result is kept when the producer
 	// chose it (its backend's option travels with the task, see
 	// broker.Options.ResultTTL); 0: the storing backend's own.

@@ -104,10 +104,15 @@ func TestCancelRedis(t *testing.T) {
 	if got, err := b.Claim(ctx, []string{running.Queue}, 1, time.Minute, "w"); err != nil || len(got) != 1 {
 		t.Fatalf("Claim = %d, %v", len(got), err)
 	}
-	if err := running.Cancel(ctx); !errors.Is(err, task.ErrNotCancellable) {
-		t.Errorf("Cancel of a running task = %v, want ErrNotCancellable", err)
+	// A running task's cancel is asked for: it stays RUNNING until its
+	// worker stops it.
+	if err := running.Cancel(ctx); err != nil {
+		t.Errorf("Cancel of a running task = %v, want nil (asked for)", err)
 	}
-	if running.Status != task.StatusRunning {
-		t.Errorf("Result status after the refusal = %s, want RUNNING", running.Status)
+	if running.Status != task.StatusRunning || !running.CancelRequested {
+		t.Errorf("Result after the cancel of a running task: %s, cancel requested %v; want RUNNING, true", running.Status, running.CancelRequested)
+	}
+	if again, err := tk.GetResult(ctx, running.ID); err != nil || !again.CancelRequested {
+		t.Errorf("read back: cancel requested %v, %v; want true", again.CancelRequested, err)
 	}
 }

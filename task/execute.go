@@ -139,7 +139,31 @@ func execute(ctx context.Context, r *RawResult, mws []RunMiddleware, a *Apart) {
 		r.Status, r.Err, r.Value = StatusComplete, nil, value
 		return
 	}
+	if errors.Is(context.Cause(ctx), ErrCancelled) {
+		Cancelled(r, err)
+		return
+	}
 	Fail(r, err)
+}
+
+// Cancelled records the end of an attempt whose cancel was asked for
+// while it ran (its context was cancelled with cause ErrCancelled), and
+// that returned err: CANCELLED when err is its context's error
+// (context.Canceled or ErrCancelled, wrapped or not), otherwise FAILED
+// with err. Either way no attempt follows: a cancelled task is not
+// retried. Workers call it for an attempt that failed after the cancel.
+func Cancelled(r *RawResult, err error) {
+	if r.FinishedAt.IsZero() {
+		r.FinishedAt = time.Now()
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrCancelled) {
+		r.Status, r.Err, r.Value = StatusCancelled, nil, nil
+		return
+	}
+	fail := NewError(err)
+	r.Err, r.Value = fail, nil
+	r.Errors = append(r.Errors, fail)
+	r.Status = StatusFailed
 }
 
 // Fail records err as the failure of r's current attempt and decides what

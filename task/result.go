@@ -36,6 +36,9 @@ type Result[R any] struct {
 	// Progress is what the task last reported (SetProgress), while it
 	// runs and after; nil if nothing.
 	Progress *Progress
+	// CancelRequested is set on a RUNNING task whose cancel was asked
+	// for (Cancel): its worker stops it; Wait for its end.
+	CancelRequested bool
 
 	value   R
 	backend Backend
@@ -63,7 +66,7 @@ func (r *Result[R]) set(raw *RawResult) error {
 	r.Metadata = raw.Metadata.Clone()
 	r.Attempts, r.WorkerIDs, r.Err = raw.Attempts, slices.Clone(raw.WorkerIDs), raw.Err
 	r.Errors, r.MaxAttempts = slices.Clone(raw.Errors), raw.MaxAttempts
-	r.Progress = nil
+	r.Progress, r.CancelRequested = nil, raw.CancelRequested
 	if raw.Progress != nil {
 		p := *raw.Progress
 		r.Progress = &p

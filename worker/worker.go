@@ -131,7 +131,10 @@ type Worker struct {
 type job struct {
 	r      *task.RawResult
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
+	// cancelAsked is set once the task's cancel was asked for (see
+	// cancel.go); its context is then cancelled with task.ErrCancelled.
+	cancelAsked atomic.Bool
 	// phase is running, then either storing (the outcome is being
 	// written, which ends the lease) or handedBack (shutdown returned the
 	// task to its queue): one compare-and-swap decides which, so a task is
@@ -255,6 +258,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() {
 		defer bg.Done()
 		w.renewLoop(renewCtx, sd)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		w.watchCancels(renewCtx)
 	}()
 	schedCtx, stopSched := context.WithCancel(ctx)
 	defer stopSched()
@@ -473,7 +481,7 @@ func (w *Worker) track(ctx context.Context, r *task.RawResult) *job {
 
 // trackLocked is track with w.mu held.
 func (w *Worker) trackLocked(ctx context.Context, r *task.RawResult) *job {
-	jctx, cancel := context.WithCancel(ctx)
+	jctx, cancel := context.WithCancelCause(ctx)
 	j := &job{r: r, cancel: cancel}
 	j.progress.w = w
 	j.ctx = task.WithProgressReporter(jctx, j)
@@ -607,7 +615,7 @@ func (w *Worker) taskLog(r *task.RawResult) *slog.Logger {
 // untrack ends the tracking of j: its lease is no longer renewed and its
 // context is cancelled.
 func (w *Worker) untrack(j *job) {
-	j.cancel()
+	j.cancel(nil)
 	w.mu.Lock()
 	delete(w.inflight, j.key())
 	w.mu.Unlock()
@@ -622,6 +630,11 @@ func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job
 	log := func() *slog.Logger { return w.taskLog(r) }
 	defer w.untrack(j)
 	r.Progress = j.progress.final()
+	if j.cancelAsked.Load() && r.Status == task.StatusNew {
+		// A cancelled task is not retried (this attempt failed outside
+		// task.Execute, which sees to it otherwise).
+		r.Status, r.RunAfter = task.StatusFailed, time.Time{}
+	}
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		log().Info("task given up at shutdown (handed back to its queue, or to its lease if Redis did not answer)", "duration", time.Since(start))
 		return nil, nil
@@ -641,6 +654,8 @@ func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job
 	switch r.Status {
 	case task.StatusFailed:
 		log().Warn("task failed", "duration", time.Since(start), "error", r.Err.Error())
+	case task.StatusCancelled:
+		log().Info("task cancelled while it ran", "duration", time.Since(start))
 	case task.StatusNew:
 		log().Warn("task attempt failed; will retry", "duration", time.Since(start), "error", r.Err.Error(),
 			"retry_at", r.RunAfter.Format(time.RFC3339Nano), "max_attempts", r.MaxAttempts)
@@ -678,10 +693,20 @@ func (w *Worker) store(ctx context.Context, r *task.RawResult) (*broker.Claimed,
 	var bo backoff.Backoff
 	// Only the first write asks for a next task: one that keeps failing
 	// must not claim (and hand back) a task on every try.
+	var got *broker.Claimed
 	for chain := true; ; chain = false {
 		next, err := w.storeOnce(ctx, r, chain) // a next task only with a final answer
+		if next != nil {
+			got = next
+		}
+		if errors.Is(err, broker.ErrCancelAsked) && r.Status == task.StatusNew {
+			// Its cancel was asked for while it ran, and the message did
+			// not reach this worker before it failed: not retried.
+			r.Status, r.RunAfter = task.StatusFailed, time.Time{}
+			continue
+		}
 		if err == nil || errors.Is(err, broker.ErrLeaseLost) || ctx.Err() != nil {
-			return next, err
+			return got, err
 		}
 		d := bo.Next()
 		w.log.Warn("worker: cannot store result, retrying", "id", r.ID, "err", err, "retry_in", d)
@@ -847,7 +872,7 @@ func (w *Worker) storeLoop(stop, ctx context.Context, sd *ShutdownWindow) {
 		// write failed is retried by its goroutine, which holds its slot.
 		for i, req := range batch {
 			resp := storeResp{err: errs[i]}
-			if len(next) > 0 && req.chain && (errs[i] == nil || errors.Is(errs[i], broker.ErrLeaseLost)) {
+			if len(next) > 0 && req.chain && (errs[i] == nil || errors.Is(errs[i], broker.ErrLeaseLost) || errors.Is(errs[i], broker.ErrCancelAsked)) {
 				resp.next = &next[0]
 				next = next[1:]
 			}
@@ -882,8 +907,11 @@ func (w *Worker) renewLoop(ctx context.Context, sd *ShutdownWindow) {
 				rs[i] = j.r
 			}
 			rctx, cancel := sd.Bound(ctx)
-			lost, err := w.b.Renew(rctx, q, rs, w.opts.LeaseDuration)
+			lost, asked, err := w.b.RenewWatch(rctx, q, rs, w.opts.LeaseDuration)
 			cancel()
+			for _, r := range asked {
+				w.stopCancelled(jobs[slices.Index(rs, r)])
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					w.log.Warn("worker: cannot renew leases", "queue", q, "err", err)
@@ -896,7 +924,7 @@ func (w *Worker) renewLoop(ctx context.Context, sd *ShutdownWindow) {
 					continue // it just released the lease itself
 				}
 				w.log.Warn("worker: lost the lease of a running task; cancelling it", "id", r.ID, "task", r.TaskName, "attempt", r.Attempts)
-				j.cancel()
+				j.cancel(nil)
 			}
 		}
 	}
