@@ -62,7 +62,7 @@ func (w *Worker) watchCancels(ctx context.Context) {
 			case broker.EventMissed:
 				w.checkCancels(ctx)
 			case broker.EventCancelRequested:
-				w.cancelID(ev.ID)
+				w.cancelAttempt(jobKey{ev.ID, ev.Attempt})
 			}
 		}
 	}
@@ -93,19 +93,47 @@ func (w *Worker) checkCancels(ctx context.Context) {
 	}
 }
 
-// cancelID stops the attempts of task id that this worker runs.
-func (w *Worker) cancelID(id string) {
+// cancelAttempt stops attempt k if this worker runs it. A cancel may be
+// told before the worker tracks its task (the claim's reply still on its
+// way while the cancel's message arrives on the other connection): it is
+// kept for a lease, and track stops the task as it begins.
+func (w *Worker) cancelAttempt(k jobKey) {
 	w.mu.Lock()
-	var js []*job
-	for k, j := range w.inflight {
-		if k.id == id {
-			js = append(js, j)
+	j := w.inflight[k]
+	if j == nil {
+		now := time.Now()
+		for e, at := range w.early {
+			if now.Sub(at) > w.opts.LeaseDuration {
+				delete(w.early, e)
+			}
+		}
+		if len(w.early) < maxEarlyCancels {
+			if w.early == nil {
+				w.early = map[jobKey]time.Time{}
+			}
+			w.early[k] = now
 		}
 	}
 	w.mu.Unlock()
-	for _, j := range js {
+	if j != nil {
 		w.stopCancelled(j)
 	}
+}
+
+// maxEarlyCancels bounds the cancels kept for tasks not tracked (yet):
+// every worker of a queue hears every cancel of the queue. One missed
+// beyond that is seen at the next renewal.
+const maxEarlyCancels = 10000
+
+// earlyCancelLocked reports whether attempt k was cancelled before it was
+// tracked (see cancelAttempt), and forgets it. w.mu is held.
+func (w *Worker) earlyCancelLocked(k jobKey) bool {
+	if len(w.early) == 0 {
+		return false
+	}
+	_, ok := w.early[k]
+	delete(w.early, k)
+	return ok
 }
 
 // stopCancelled cancels the context of j, whose cancel was asked for,

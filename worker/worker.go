@@ -123,6 +123,10 @@ type Worker struct {
 	// back too, never started.
 	handingBack bool
 
+	// early holds the cancels told for attempts not tracked yet (under
+	// mu; see cancelAttempt).
+	early map[jobKey]time.Time
+
 	qmu      sync.Mutex
 	queues   []string
 	queuesAt time.Time
@@ -486,6 +490,10 @@ func (w *Worker) trackLocked(ctx context.Context, r *task.RawResult) *job {
 	j.progress.w = w
 	j.ctx = task.WithProgressReporter(jctx, j)
 	w.inflight[j.key()] = j
+	if w.earlyCancelLocked(j.key()) {
+		j.cancelAsked.Store(true)
+		cancel(task.ErrCancelled)
+	}
 	return j
 }
 
