@@ -86,7 +86,7 @@ var (
 			examples: []string{"show 01J9Z3X1Y2", "show 01J9Z3X1Y2 --json"}, wantID: true, run: (*adminRun).show},
 		{name: "retry", args: "ID", summary: "run a FAILED task again, under the same id",
 			examples: []string{"retry 01J9Z3X1Y2"}, wantID: true, run: (*adminRun).retry},
-		{name: "cancel", args: "ID", summary: "cancel a task that has not started (NEW, deferred or waiting for a retry)",
+		{name: "cancel", args: "ID", summary: "cancel a task: one not started ends CANCELLED now; a running one is stopped by its worker",
 			examples: []string{"cancel 01J9Z3X1Y2"}, wantID: true, shared: []string{"result-ttl"}, run: (*adminRun).cancel},
 		{name: "purge", args: "--queue Q [--yes]", summary: "remove every pending and deferred task of a queue (asks for confirmation)",
 			examples: []string{"purge --queue emails", "purge --queue emails --yes --json"},
@@ -484,27 +484,29 @@ func (a *adminRun) queues(ctx context.Context) error {
 
 // taskJSON is a task or result as the JSON output shows it.
 type taskJSON struct {
-	ID          string          `json:"id"`
-	Task        string          `json:"task"`
-	Status      task.Status     `json:"status"`
-	Queue       string          `json:"queue"`
-	Priority    int             `json:"priority"`
-	Attempts    int             `json:"attempts"`
-	MaxAttempts int             `json:"max_attempts,omitempty"`
-	WorkerIDs   []string        `json:"worker_ids,omitempty"`
-	EnqueuedAt  time.Time       `json:"enqueued_at,omitzero"`
-	RunAfter    time.Time       `json:"run_after,omitzero"`
-	StartedAt   time.Time       `json:"started_at,omitzero"`
-	LastAttempt time.Time       `json:"last_attempted_at,omitzero"`
-	Progress    *progressJSON   `json:"progress,omitempty"`
-	FinishedAt  time.Time       `json:"finished_at,omitzero"`
-	Error       *task.Error     `json:"error,omitempty"`
-	Errors      []*task.Error   `json:"errors,omitempty"`
-	Metadata    task.Metadata   `json:"metadata,omitempty"`
-	Args        json.RawMessage `json:"args,omitempty"`
-	ArgsError   string          `json:"args_error,omitempty"`
-	Value       json.RawMessage `json:"return_value,omitempty"`
-	ValueError  string          `json:"return_value_error,omitempty"`
+	ID          string        `json:"id"`
+	Task        string        `json:"task"`
+	Status      task.Status   `json:"status"`
+	Queue       string        `json:"queue"`
+	Priority    int           `json:"priority"`
+	Attempts    int           `json:"attempts"`
+	MaxAttempts int           `json:"max_attempts,omitempty"`
+	WorkerIDs   []string      `json:"worker_ids,omitempty"`
+	EnqueuedAt  time.Time     `json:"enqueued_at,omitzero"`
+	RunAfter    time.Time     `json:"run_after,omitzero"`
+	StartedAt   time.Time     `json:"started_at,omitzero"`
+	LastAttempt time.Time     `json:"last_attempted_at,omitzero"`
+	Progress    *progressJSON `json:"progress,omitempty"`
+	// CancelRequested: a RUNNING task whose cancel was asked for.
+	CancelRequested bool            `json:"cancel_requested,omitempty"`
+	FinishedAt      time.Time       `json:"finished_at,omitzero"`
+	Error           *task.Error     `json:"error,omitempty"`
+	Errors          []*task.Error   `json:"errors,omitempty"`
+	Metadata        task.Metadata   `json:"metadata,omitempty"`
+	Args            json.RawMessage `json:"args,omitempty"`
+	ArgsError       string          `json:"args_error,omitempty"`
+	Value           json.RawMessage `json:"return_value,omitempty"`
+	ValueError      string          `json:"return_value_error,omitempty"`
 }
 
 // progressJSON is a task's last progress in the JSON output.
@@ -522,6 +524,7 @@ func toJSON(r *task.RawResult, withData bool) taskJSON {
 		EnqueuedAt: r.EnqueuedAt, RunAfter: r.RunAfter, StartedAt: r.StartedAt, LastAttempt: r.LastAttemptedAt,
 		FinishedAt: r.FinishedAt, Error: r.Err, Errors: r.Errors, Metadata: r.Metadata,
 	}
+	j.CancelRequested = r.CancelRequested
 	if p := r.Progress; p != nil {
 		j.Progress = &progressJSON{Done: p.Done, Total: p.Total, Message: p.Message, At: p.At}
 	}
@@ -620,6 +623,9 @@ func (a *adminRun) show(ctx context.Context) error {
 		row("last attempt", stamp(r.LastAttemptedAt))
 	}
 	row("finished", stamp(r.FinishedAt))
+	if r.CancelRequested {
+		row("cancel", "asked for: its worker stops it")
+	}
 	if p := r.Progress; p != nil {
 		row("progress", dashboard.ProgressLine(p))
 	}
@@ -723,10 +729,15 @@ func (a *adminRun) retry(ctx context.Context) error {
 func (a *adminRun) cancel(ctx context.Context) error {
 	r, err := a.b.Cancel(ctx, a.id)
 	if errors.Is(err, task.ErrNotCancellable) {
-		return fmt.Errorf("refused: %w (only a task that has not started can be cancelled)", err)
+		return fmt.Errorf("refused: %w (it has finished)", err)
 	}
 	if err != nil {
 		return err
+	}
+	if r.Status == task.StatusRunning {
+		// Asked for: its worker cancels the task's context; it ends
+		// CANCELLED if it returns that error, else with its own outcome.
+		return a.done("cancel asked for (its worker stops it; see admin show)", r)
 	}
 	return a.done("cancelled", r)
 }

@@ -289,6 +289,23 @@ func TestAdminRetryAndCancel(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "CANCELLED") {
 		t.Errorf("second cancel = %d, %q", code, errOut)
 	}
+
+	// A running task: the cancel is asked for, and show says so.
+	e.enqueue("admintest.r", "r", 0, time.Time{}, 1)
+	running := e.claim("r")
+	code, out, errOut = e.run("", "cancel", running.ID)
+	if code != 0 || !strings.Contains(out, "cancel asked for") {
+		t.Errorf("cancel of a running task = %d %q %q", code, out, errOut)
+	}
+	e.wantStatus(running.ID, task.StatusRunning)
+	code, out, _ = e.run("", "show", running.ID)
+	if code != 0 || !strings.Contains(out, "asked for: its worker stops it") {
+		t.Errorf("show of a running task whose cancel was asked = %d\n%s", code, out)
+	}
+	code, out, _ = e.run("", "show", "--json", running.ID)
+	if j := decodeJSON[map[string]any](t, out); code != 0 || j["cancel_requested"] != true {
+		t.Errorf("show --json = %d %v; want cancel_requested", code, j)
+	}
 }
 
 // findKey returns the one key of m that ends with suffix.

@@ -510,12 +510,16 @@ func (h *handler) showTask(ctx context.Context, w http.ResponseWriter, r *http.R
 		return
 	}
 	v := taskView{R: res, Problem: problem,
-		Retryable: res.Status == task.StatusFailed, Cancelable: res.Status == task.StatusNew}
+		Retryable: res.Status == task.StatusFailed,
+		Cancelable: res.Status == task.StatusNew || (res.Status == task.StatusRunning && !res.CancelRequested)}
 	switch done {
 	case "retried":
 		v.Done = "Retried: the task is waiting to run again."
 	case "cancelled":
 		v.Done = "Cancelled: the task will not run."
+		if res.Status == task.StatusRunning {
+			v.Done = "Cancel asked for: its worker stops the task; it ends CANCELLED if it returns its context's error."
+		}
 	}
 	v.Args, v.ArgsErr = display(res.Serializer, res.Args)
 	if res.Status == task.StatusComplete {

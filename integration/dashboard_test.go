@@ -215,6 +215,37 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Error("the overview hides the paused badge of emails")
 	}
 	t.Logf("paused queue: %s", b.screenshot(filepath.Join(shots, "dashboard-paused.png")))
+	// Cancel a running task from its page: its worker stops it.
+	long, err := sleepTask.Enqueue(e.ctx, sleepArgs{Ms: 600_000, Tag: "dash-cancel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(e.B, long.ID, 30*time.Second, task.StatusRunning)
+	b.open(base + "tasks/" + long.ID)
+	b.click(b.find("button.cancel"))
+	if q := b.alert(); !strings.Contains(q, "its worker stops it") {
+		t.Errorf("confirmation of the cancel of a running task %q", q)
+	}
+	b.answer(true)
+	e.eventually(10*time.Second, "the running task's page after the cancel", func() (bool, string) {
+		u := b.url()
+		return strings.Contains(u, "/tasks/"+long.ID+"?done=cancelled"), u
+	})
+	if done := b.text("#done"); !strings.Contains(done, "CANCELLED") && !strings.Contains(done, "Cancelled") {
+		t.Errorf("after the cancel of a running task the page says %q", done)
+	}
+	if got := e.waitStatus(e.B, long.ID, 30*time.Second, task.StatusCancelled, task.StatusComplete, task.StatusFailed); got.Status != task.StatusCancelled || got.Attempts != 1 {
+		t.Errorf("the running task after its cancel: %s after %d attempts; want CANCELLED after 1", got.Status, got.Attempts)
+	}
+	e.eventually(10*time.Second, "the task page to show CANCELLED", func() (bool, string) {
+		b.open(base + "tasks/" + long.ID)
+		st, err := b.tryText("#status")
+		if err != nil {
+			return false, err.Error()
+		}
+		return st == "CANCELLED", st
+	})
+
 	b.open(base + "queues/emails")
 	b.click(b.find("#resume"))
 	b.alert()
