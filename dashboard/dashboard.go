@@ -510,7 +510,7 @@ func (h *handler) showTask(ctx context.Context, w http.ResponseWriter, r *http.R
 		return
 	}
 	v := taskView{R: res, Problem: problem,
-		Retryable: res.Status == task.StatusFailed,
+		Retryable:  res.Status == task.StatusFailed,
 		Cancelable: res.Status == task.StatusNew || (res.Status == task.StatusRunning && !res.CancelRequested)}
 	switch done {
 	case "retried":
