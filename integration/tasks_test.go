@@ -25,6 +25,11 @@ type progressArgs struct {
 	Ms    int `json:"ms"`
 }
 
+type stepsArgs struct {
+	Steps int `json:"steps"`
+	Ms    int `json:"ms"`
+}
+
 type sleepArgs struct {
 	Ms  int    `json:"ms"`
 	Tag string `json:"tag,omitempty"`
@@ -58,6 +63,12 @@ var (
 	})
 	recordTask = task.Define("demo.record", func(ctx context.Context, a sleepArgs) (int, error) {
 		panic("demo.record runs in the worker")
+	})
+	// demo.steps runs Steps durable steps, each an INCR of
+	// demo:side:<id>:<step> in $GOTASKS_DEMO_SIDE_REDIS_URL, with a pause
+	// of Ms after each.
+	stepsTask = task.Define("demo.steps", func(ctx context.Context, a stepsArgs) (int, error) {
+		panic("demo.steps runs in the worker")
 	})
 	// No worker defines this one.
 	unknownTask = task.Define("integration.nobody-defines-this", func(ctx context.Context, a addArgs) (int, error) {

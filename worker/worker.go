@@ -146,6 +146,8 @@ type job struct {
 	phase atomic.Int32
 	// progress throttles what the task reports (see progress.go).
 	progress progressState
+	// steps caches the task's durable steps (see steps.go).
+	steps stepsState
 }
 
 // Phases of a job.
@@ -659,6 +661,11 @@ func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job
 		return next, nextBad
 	}
 	w.processed.Add(1)
+	if j.usedSteps() {
+		if err := w.b.EndSteps(ctx, r); err != nil {
+			log().Warn("task's steps keep their longer expiry", "err", err)
+		}
+	}
 	switch r.Status {
 	case task.StatusFailed:
 		log().Warn("task failed", "duration", time.Since(start), "error", r.Err.Error())
