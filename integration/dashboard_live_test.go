@@ -46,15 +46,24 @@ func TestDashboardPagesUpdateWithoutReload(t *testing.T) {
 		}
 	}
 
-	// A task page while the task runs: it turns COMPLETE by itself.
-	res, err := sleepTask.Enqueue(e.ctx, sleepArgs{Ms: 1500})
+	// A task page while the task waits: it turns COMPLETE by itself once
+	// the task runs. The queue is paused until the page follows the
+	// events, so that the task cannot finish before (however slow the
+	// browser is to start).
+	if _, _, err := e.B.Pause(e.ctx, task.DefaultQueue); err != nil {
+		t.Fatal(err)
+	}
+	res, err := sleepTask.Enqueue(e.ctx, sleepArgs{Ms: 300})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.open(base + "tasks/" + res.ID)
 	live("the task page")
-	if st := b.text("#status"); st == "COMPLETE" {
-		t.Fatalf("the task completed before the test could watch (status %s)", st)
+	if st := b.text("#status"); st != "NEW" {
+		t.Fatalf("the task of the paused queue is %s, want NEW", st)
+	}
+	if _, err := e.B.Resume(e.ctx, task.DefaultQueue); err != nil {
+		t.Fatal(err)
 	}
 	e.eventually(15*time.Second, "the task page to show COMPLETE", func() (bool, string) {
 		st, err := b.tryText("#status")
