@@ -122,6 +122,10 @@ type Redis struct {
 	known  map[string]bool        // queues this process has registered in the queue set
 	scache map[string]bool        // script SHAs known to be loaded
 	unsure map[string]unsureClaim // by replay record: claims that got no reply
+	// claimPrefix and claimSeq make the claims' tokens: "<prefix>.<seq>",
+	// in the order of the calls of this backend (see claimScript).
+	claimPrefix string
+	claimSeq    atomic.Int64
 
 	kmu    sync.RWMutex
 	kcache map[string]*queueKeys // see queueKeys

@@ -35,29 +35,58 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 	if n <= 0 || len(queues) == 0 {
 		return nil, nil
 	}
-	order, counts := queues[:1], []int{n}
-	if len(queues) > 1 {
-		var err error
-		if order, counts, err = b.plan(ctx, queues, n); err != nil {
-			return nil, err
+	if len(queues) == 1 {
+		return b.claimOne(ctx, queues[0], n, lease, workerID)
+	}
+	// A claim of an earlier call that got no reply is replayed first,
+	// whatever the plan says of its queue now: its tasks were claimed for
+	// this worker, and wait for nothing else.
+	var early []Claimed
+	for _, q := range queues {
+		if u := b.unsureN(b.claimRecord(q, workerID, laneClaim)); u > 0 && u <= n {
+			got, err := b.claimOne(ctx, q, u, lease, workerID)
+			early = append(early, got...)
+			n -= len(got)
+			if err != nil || n == 0 {
+				return early, err
+			}
 		}
 	}
-	var out []Claimed
+	order, counts, ranks, err := b.plan(ctx, queues, n)
+	if err != nil {
+		return early, err
+	}
+	byQueue := make([][]Claimed, len(order))
 	for i, q := range order {
-		got, err := b.claimOne(ctx, q, counts[i], lease, workerID)
-		out = append(out, got...)
+		byQueue[i], err = b.claimOne(ctx, q, counts[i], lease, workerID)
 		if err != nil {
-			return out, err
+			break
 		}
 	}
-	return out, nil
+	// In the order of the plan (priority, then age, across the queues),
+	// so that a worker that runs them one at a time keeps it; what a
+	// queue gave beyond the plan comes last.
+	out := append(make([]Claimed, 0, len(early)+n), early...)
+	next := make([]int, len(order))
+	for _, qi := range ranks {
+		if next[qi] < len(byQueue[qi]) {
+			out = append(out, byQueue[qi][next[qi]])
+			next[qi]++
+		}
+	}
+	for qi, got := range byQueue {
+		out = append(out, got[next[qi]:]...)
+	}
+	return out, err
 }
 
 // plan decides how many of the n best ready tasks (priority, then age) to
 // take from each queue, by peeking at the first n of each; it returns the
-// queues in the order of their best task. Other workers may claim in
-// between, so this is a best effort: a claim may then get fewer.
-func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []int, error) {
+// queues in the order of their best task, the count for each, and for
+// each of the n best tasks in order the index (in order) of its queue.
+// Other workers may claim in between, so this is a best effort: a claim
+// may then get fewer.
+func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []int, []int, error) {
 	calls := make([]scriptCall, len(queues))
 	for i, q := range queues {
 		k := b.keys(q)
@@ -65,11 +94,11 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 	}
 	cmds, err := b.pipelined(ctx, calls)
 	if err != nil {
-		return nil, nil, fmt.Errorf("peek queues: %w", err)
+		return nil, nil, nil, fmt.Errorf("peek queues: %w", err)
 	}
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
-			return nil, nil, fmt.Errorf("peek %s: %w", queues[i], err)
+			return nil, nil, nil, fmt.Errorf("peek %s: %w", queues[i], err)
 		}
 	}
 	type head struct {
@@ -96,7 +125,7 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 		return 0
 	})
 	var order []string
-	var counts []int
+	var counts, ranks []int
 	at := map[int]int{}
 	for _, h := range heads[:min(n, len(heads))] {
 		i, ok := at[h.q]
@@ -107,8 +136,9 @@ func (b *Redis) plan(ctx context.Context, queues []string, n int) ([]string, []i
 			counts = append(counts, 0)
 		}
 		counts[i]++
+		ranks = append(ranks, i)
 	}
-	return order, counts, nil
+	return order, counts, ranks, nil
 }
 
 // maxClaimBatch bounds the tasks one claim script call takes: it unpacks
@@ -146,11 +176,38 @@ const (
 func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID, lane string) scriptCall {
 	n = min(n, maxClaimBatch)
 	qk := b.queueKeys(queue)
-	record := qk.tag + ":claim:" + workerID + ":" + lane
+	record := b.claimRecord(queue, workerID, lane)
 	keys := make([]any, 0, len(qk.claim)+1)
 	keys = append(append(keys, qk.claim...), record)
 	return scriptCall{op: "claim", script: claimScript, keys: keys,
 		args: []any{n, lease.Milliseconds(), workerID, b.claimToken(record, n), b.pub}}
+}
+
+// claimRecord is the key of the replay record of workerID's claims on
+// lane of queue.
+func (b *Redis) claimRecord(queue, workerID, lane string) string {
+	return b.queueKeys(queue).tag + ":claim:" + workerID + ":" + lane
+}
+
+// unsureN returns how many tasks the last claim on the lane of record
+// asked for if it ended without a reply (0 if none): the next claim
+// replays it if it asks for as many (see claimToken).
+func (b *Redis) unsureN(record string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unsure[record].n
+}
+
+// UnsureClaims reports how many tasks the claims on queues of workerID
+// that ended without a reply asked for, the most of any queue: a claimer
+// that asks for at least as many in its next Claim gets the tasks Redis
+// may have claimed for them, instead of leaving them to their lease.
+func (b *Redis) UnsureClaims(queues []string, workerID string) int {
+	most := 0
+	for _, q := range queues {
+		most = max(most, b.unsureN(b.claimRecord(q, workerID, laneClaim)))
+	}
+	return most
 }
 
 // unsureClaim is a claim call that ended without a reply: Redis may have
@@ -178,7 +235,10 @@ func (b *Redis) claimToken(record string, n int) string {
 			return u.token
 		}
 	}
-	return newToken()
+	if b.claimPrefix == "" {
+		b.claimPrefix = newToken()
+	}
+	return b.claimPrefix + "." + strconv.FormatInt(b.claimSeq.Add(1), 10)
 }
 
 // newToken returns a token that names one script call, so that the

@@ -383,3 +383,58 @@ func TestRetryFailedSentTwiceReportsSuccess(t *testing.T) {
 		t.Errorf("%+v, %v; want 1 pending (once)", c, err)
 	}
 }
+
+// keepArgs keeps the arguments of the first command that match.
+type keepArgs struct {
+	match func(args []any) bool
+	args  []any
+}
+
+func (h *keepArgs) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *keepArgs) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.args == nil && h.match(cmd.Args()) {
+			h.args = slices.Clone(cmd.Args())
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *keepArgs) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLateCopyOfAnOlderClaimTakesNothing: a claim whose request reaches
+// Redis late, after a newer claim of the same worker (its connection was
+// given up, the call sent again and answered, and the worker went on),
+// takes no task: no one reads its reply, and what it took would wait
+// for its lease.
+func TestLateCopyOfAnOlderClaimTakesNothing(t *testing.T) {
+	s := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr()})
+	direct := redis.NewClient(&redis.Options{MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}, Addr: s.Addr()})
+	t.Cleanup(func() { _ = rdb.Close(); _ = direct.Close() })
+	keep := &keepArgs{match: scriptWithKey(":claim:w:c", nil)}
+	rdb.AddHook(keep)
+	b := broker.New(rdb, broker.Options{})
+	ctx := context.Background()
+	for i := range 4 {
+		if err := b.Enqueue(ctx, newMsg(t, "brokertest.late", "q", 0, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // the first is the call whose copy comes late
+		if got, err := b.Claim(ctx, []string{"q"}, 1, time.Minute, "w"); err != nil || len(got) != 1 {
+			t.Fatalf("Claim = %d, %v", len(got), err)
+		}
+	}
+	if keep.args == nil {
+		t.Fatal("the first claim was not seen")
+	}
+	v, err := direct.Do(ctx, keep.args...).Slice()
+	if err != nil || len(v) != 1 {
+		t.Fatalf("the late copy of the first claim = %v, %v; want no task", v, err)
+	}
+	if c, err := b.Count(ctx, "q"); err != nil || c.Running != 2 || c.Pending != 2 {
+		t.Errorf("after the late copy: %+v, %v; want 2 running, 2 pending", c, err)
+	}
+}

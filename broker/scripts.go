@@ -619,6 +619,13 @@ return out
 // RUNNING, held by no one, until their lease ends. A replay publishes no
 // events: the started events are the first run's.
 //
+// Tokens are "<prefix>.<seq>", the sequence growing with each call of one
+// backend: a copy of an older call that reaches Redis late (its
+// connection was given up while the request was still on its way, and
+// the call sent again) finds a newer token of the same prefix in the
+// record and takes nothing, since no one waits for its reply. Every call
+// writes its token to the record, also one that took nothing.
+//
 //	KEYS[1] pending  KEYS[2] running  KEYS[3] tasks  KEYS[4] wake  KEYS[5] errors  KEYS[6] ready
 //	KEYS[7] first  KEYS[8] events (a channel)  KEYS[9] paused
 //	KEYS[10] the replay record: "<token> <now_us> <id>/<attempt> ..."; expires with the lease
@@ -658,7 +665,15 @@ if rec and string.sub(rec, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
   end
   return out
 end
-if redis.call('EXISTS', KEYS[9]) == 1 then return {'0'} end
+if rec then
+  local rp, rs = string.match(rec, '^(%S*)%.(%d+) ')
+  local p, q = string.match(ARGV[4], '^(.*)%.(%d+)$')
+  if rp and rp == p and tonumber(q) < tonumber(rs) then return {'0'} end
+end
+if redis.call('EXISTS', KEYS[9]) == 1 then
+  redis.call('SET', KEYS[10], ARGV[4] .. ' 0', 'PX', ARGV[2])
+  return {'0'}
+end
 local ids = {}
 local function pop(k)
   local z = redis.call('ZPOPMIN', KEYS[1], k)
@@ -721,7 +736,11 @@ if #ids > 0 then
     redis.call('ZADD', KEYS[2], unpack(leases))
     redis.call('SET', KEYS[10], table.concat(record, ' '), 'PX', ARGV[2])
     if pub ~= '' then emit(pub, KEYS[8], us, events) end
+  else
+    redis.call('SET', KEYS[10], ARGV[4] .. ' ' .. us, 'PX', ARGV[2])
   end
+else
+  redis.call('SET', KEYS[10], ARGV[4] .. ' ' .. us, 'PX', ARGV[2])
 end
 if redis.call('LLEN', KEYS[6]) > 0 or redis.call('ZCARD', KEYS[1]) > 0 then wake(KEYS[4]) end
 return out

@@ -8,9 +8,10 @@ import (
 )
 
 // Hook is called with a result at a point of its life (Django's task
-// signals). Hooks run synchronously in the goroutine that enqueues or runs
-// the task, so they should be quick; a panicking hook is logged and ignored.
-// The result must not be modified.
+// signals). Hooks run synchronously, in the goroutine that enqueues or
+// runs the task (a worker runs its finished hooks on the goroutine that
+// completes stored outcomes, one at a time), so they should be quick; a
+// panicking hook is logged and ignored. The result must not be modified.
 type Hook func(ctx context.Context, r *RawResult)
 
 type hookKind int
@@ -42,9 +43,9 @@ func OnEnqueued(h Hook) (remove func()) { return addHook(hookEnqueued, h) }
 func OnStarted(h Hook) (remove func()) { return addHook(hookStarted, h) }
 
 // OnFinished registers h to run when a task has finished and its result is
-// stored, COMPLETE or FAILED (in the worker process). Cancelling a task
-// does not run it: no worker is involved. It returns a function that
-// removes the hook.
+// stored, COMPLETE, FAILED or CANCELLED while it ran (in the worker
+// process). Cancelling a task that has not started does not run it: no
+// worker is involved. It returns a function that removes the hook.
 func OnFinished(h Hook) (remove func()) { return addHook(hookFinished, h) }
 
 func addHook(k hookKind, h Hook) func() {

@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,7 +23,6 @@ import (
 	"time"
 
 	"github.com/gotasks/gotasks/broker"
-	"github.com/gotasks/gotasks/internal/backoff"
 	"github.com/gotasks/gotasks/scheduler"
 	"github.com/gotasks/gotasks/task"
 )
@@ -39,6 +37,19 @@ type Options struct {
 	Exclude []string
 	// Concurrency is the number of tasks run at once. Default runtime.NumCPU().
 	Concurrency int
+	// Prefetch bounds how many claimed tasks the worker holds beyond
+	// those it runs, so that a task that ends is followed at once by the
+	// next, and claims and outcome writes carry many tasks per round trip.
+	// The worker prefetches only as many as keep its runners busy while a
+	// claim is on its way (Concurrency × claim time / task time, from
+	// moving averages): short tasks get up to Prefetch, tasks that take
+	// longer than a claim get none, so that a worker does not sit on tasks
+	// the idle workers of a fleet could run. 0: max(4 × Concurrency, 32),
+	// at most DefaultMaxPrefetch; negative: none. A prefetched task's
+	// lease is renewed while it waits, and shutdown hands it back at
+	// once, unstarted. What it means for priority: a prefetched task may
+	// start after a task of higher priority enqueued once it was claimed.
+	Prefetch int
 	// WorkerID names this worker in results and logs. Default
 	// hostname-pid-random. Spaces and commas are replaced by '_'.
 	WorkerID string
@@ -73,7 +84,8 @@ type Options struct {
 	// (r.Status NEW, r.RunAfter the time of the next attempt). It exists
 	// because task's finished hook fires only for COMPLETE and FAILED, so
 	// observers such as metrics would otherwise never see a retry. It runs
-	// in the task's goroutine: it must be quick and must not modify r.
+	// on the worker's completer goroutine (see pipeline.go), like the
+	// finished hooks: it must be quick and must not modify r.
 	OnRetry func(ctx context.Context, r *task.RawResult)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -90,6 +102,9 @@ const (
 	DefaultLeaseDuration   = 30 * time.Second
 	DefaultPollInterval    = time.Second
 	DefaultMaxRedeliveries = 10
+	// DefaultMaxPrefetch caps Options.Prefetch's default,
+	// max(4 × Concurrency, 32).
+	DefaultMaxPrefetch = 256
 )
 
 // Worker claims and runs tasks. Create one with New and call Run.
@@ -104,23 +119,33 @@ type Worker struct {
 	processed atomic.Int64
 
 	// stores carries outcomes to the storer, which writes those that
-	// arrive together in one round trip.
-	stores chan storeReq
+	// arrive together in one round trip; completions carries them on to
+	// the completer (see pipeline.go). Both hold every task the worker
+	// may hold: a send never waits.
+	stores      chan storeReq
+	completions chan completion
+	// smu guards storerDone, set once the storer has stopped: no outcome
+	// is sent to it after that (see submit).
+	smu        sync.Mutex
+	storerDone bool
+	// free gives a task's credit back (set by Run's claimer).
+	free func()
+	// runTime and claimTime are moving averages (ns) of a task's run and
+	// of a claim's round trip, which size the prefetch (see prefetch).
+	runTime, claimTime atomic.Int64
+	// ran wakes the claimer when a task has run (set by Run's claimer).
+	ran chan struct{}
 
-	// cmu guards the count of claims (MaxTasks), made by the fetch loop
-	// and by the storer along with outcomes: claims made, and reserved
-	// for claims in flight. claimCtx is Run's ctx: once it is done nothing
-	// more is claimed. settled wakes a fetch loop that waits for
-	// reservations in flight to settle (MaxTasks reached with them).
+	// cmu guards the count of claims (MaxTasks): claims made, and
+	// reserved for the claim in flight. claimCtx is Run's ctx: once it is
+	// done nothing more is claimed.
 	cmu      sync.Mutex
 	claims   int
 	reserved int
 	claimCtx context.Context
-	settled  chan struct{}
 
-	// handingBack is set (under mu) when shutdown hands the running tasks
-	// back: a task claimed along with an outcome after that is handed
-	// back too, never started.
+	// handingBack is set (under mu) when shutdown hands tasks back: a
+	// task claimed after that is handed back too, never started.
 	handingBack bool
 
 	// early holds the cancels told for attempts not tracked yet (under
@@ -139,10 +164,11 @@ type job struct {
 	// cancelAsked is set once the task's cancel was asked for (see
 	// cancel.go); its context is then cancelled with task.ErrCancelled.
 	cancelAsked atomic.Bool
-	// phase is running, then either storing (the outcome is being
-	// written, which ends the lease) or handedBack (shutdown returned the
-	// task to its queue): one compare-and-swap decides which, so a task is
-	// never both stored and handed back.
+	// phase is queued (claimed, waiting for a runner), then running,
+	// then either storing (the outcome is being written, which ends the
+	// lease) or handedBack (shutdown returned the task to its queue,
+	// from queued or running): compare-and-swaps decide, so a task is
+	// never both stored and handed back, nor started once handed back.
 	phase atomic.Int32
 	// progress throttles what the task reports (see progress.go).
 	progress progressState
@@ -152,7 +178,8 @@ type job struct {
 
 // Phases of a job.
 const (
-	phaseRunning int32 = iota
+	phaseQueued int32 = iota
+	phaseRunning
 	phaseStoring
 	phaseHandedBack
 )
@@ -194,9 +221,14 @@ func New(b *broker.Redis, opts Options) *Worker {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	switch {
+	case opts.Prefetch == 0:
+		opts.Prefetch = min(max(4*opts.Concurrency, 32), DefaultMaxPrefetch)
+	case opts.Prefetch < 0:
+		opts.Prefetch = 0
+	}
 	opts.Queues = slices.Clone(opts.Queues)
-	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[jobKey]*job{},
-		stores: make(chan storeReq), settled: make(chan struct{}, 1)}
+	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[jobKey]*job{}}
 }
 
 func defaultWorkerID() string {
@@ -255,10 +287,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	// task abandoned later finds it gone and its taskCtx cancelled.
 	storeCtx, stopStore := context.WithCancel(taskCtx)
 	defer stopStore()
+	// Every task the worker may hold fits in either channel: a send never
+	// waits.
+	held := w.opts.Concurrency + w.opts.Prefetch
+	w.stores, w.completions = make(chan storeReq, held), make(chan completion, held)
+	w.smu.Lock()
+	w.storerDone = false
+	w.smu.Unlock()
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
 		w.storeLoop(storeCtx, taskCtx, sd)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		w.completeLoop(taskCtx)
 	}()
 	bg.Add(1)
 	go func() {
@@ -310,6 +354,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		// The tasks claimed and not started go back at once; the running
+		// ones have until the end of the window.
+		w.handBackQueued(sd.End())
 		t := time.NewTimer(time.Until(sd.TasksEnd()))
 		defer t.Stop()
 		select {
@@ -320,111 +367,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// fetch is the claiming loop. It returns when ctx is done, MaxTasks are
-// claimed, or (Batch) the queues are empty.
-func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, finished chan struct{}) {
-	slots := make(chan struct{}, w.opts.Concurrency)
-	release := func() { <-slots }
-	// A pool of long-lived goroutines rather than one per task: their
-	// stacks, once grown by decoding and running a task, stay grown (a
-	// fresh goroutine per task spent ~10% of the time growing stacks).
-	jobs := make(chan claimedJob)
-	defer close(jobs)
-	p := &pool{ctx: taskCtx, jobs: jobs, free: func() {
-		release()
-		select {
-		case finished <- struct{}{}:
-		default:
-		}
-		running.Done()
-	}}
-	for range w.opts.Concurrency {
-		go w.serve(p, nil)
-	}
-	var bo backoff.Backoff
-	for ctx.Err() == nil {
-		if w.allClaimed() {
-			return
-		}
-		// Take one free slot (waiting for it), then every other free one.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		n := 1
-	more:
-		for n < w.opts.Concurrency {
-			select {
-			case slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
-		k := w.reserve(n)
-		for ; n > k; n-- {
-			release()
-		}
-		if n == 0 {
-			// MaxTasks is reached with the storer's claims in flight:
-			// wait for them to settle (they may come back empty).
-			select {
-			case <-w.settled:
-			case <-ctx.Done():
-			}
-			continue
-		}
-		qs, err := w.currentQueues(ctx)
-		var got []broker.Claimed
-		if err == nil {
-			got, err = w.b.Claim(ctx, qs, n, w.opts.LeaseDuration, w.opts.WorkerID)
-		}
-		w.settle(n, len(got))
-		if len(got) > 0 && ctx.Err() != nil {
-			// Shutdown began while the claim was on its way (a slow or
-			// hung network): these tasks would start with a cancelled
-			// context. They go back unstarted instead.
-			for q, cs := range claimedByQueue(got) {
-				w.handBackClaimed(context.WithoutCancel(ctx), q, cs)
-			}
-			got = nil
-		}
-		for _, c := range got {
-			running.Add(1)
-			// A goroutine of the pool is free: each task holds a slot.
-			jobs <- claimedJob{w.track(taskCtx, c.Result), c.Bad}
-		}
-		for i := len(got); i < n; i++ {
-			release()
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			d := bo.Next()
-			w.log.Warn("worker: cannot claim, backing off", "err", err, "retry_in", d)
-			backoff.Sleep(ctx, d)
-			continue
-		}
-		bo.Reset()
-		if len(got) > 0 {
-			continue
-		}
-		if w.opts.Batch {
-			if w.idle(ctx, qs, finished) {
-				return
-			}
-			continue
-		}
-		if err := w.wait(ctx, qs); err != nil && ctx.Err() == nil {
-			d := bo.Next()
-			w.log.Warn("worker: cannot wait for tasks, backing off", "err", err, "retry_in", d)
-			backoff.Sleep(ctx, d)
-		}
-	}
 }
 
 // wait blocks until a task may be ready on qs or PollInterval passes.
@@ -499,123 +441,6 @@ func (w *Worker) trackLocked(ctx context.Context, r *task.RawResult) *job {
 	return j
 }
 
-// adopt tracks c, a task the storer claimed along with an outcome, as
-// soon as it arrives (its lease is renewed from then on), unless shutdown
-// is handing the running tasks back: then c goes back to its queue
-// unstarted, and adopt returns nil. The check and the tracking are one
-// step under mu, which handBack takes to set handingBack, so c is either
-// among the tasks handBack returns or returned here.
-func (w *Worker) adopt(ctx context.Context, c *broker.Claimed) (*job, error) {
-	if c == nil {
-		return nil, nil
-	}
-	w.mu.Lock()
-	if !w.handingBack {
-		j := w.trackLocked(ctx, c.Result)
-		w.mu.Unlock()
-		return j, c.Bad
-	}
-	w.mu.Unlock()
-	w.handBackClaimed(context.WithoutCancel(ctx), c.Result.Queue, []broker.Claimed{*c})
-	return nil, nil
-}
-
-// claimedJob is a claimed task on its way to a goroutine of fetch's pool;
-// bad is set when the stored task could not be decoded.
-type claimedJob struct {
-	j   *job
-	bad error
-}
-
-// pool is what the goroutines of fetch's pool share.
-type pool struct {
-	ctx  context.Context   // the tasks' context (Run's taskCtx)
-	jobs <-chan claimedJob // a task per slot taken; closed when fetch returns
-	free func()            // frees a slot and tells fetch a task finished
-}
-
-// serve is the loop of a goroutine of the pool; first, if not nil, runs
-// before it (the work of a goroutine that died, see takeOver). Each
-// goroutine keeps a task.Apart: with run middleware, its tasks run on that
-// one goroutine of its own rather than on a new one per attempt.
-func (w *Worker) serve(p *pool, first func(a *task.Apart)) {
-	a := new(task.Apart)
-	defer a.Close() // also when a task's runtime.Goexit ends this goroutine
-	if first != nil {
-		first(a)
-	}
-	for cj := range p.jobs {
-		w.runSlot(p, a, cj.j, cj.bad)
-	}
-}
-
-// runSlot runs j in the slot it holds, then frees the slot. A task may
-// come back with the next one, claimed in the round trip that stored it:
-// it runs in the same slot.
-func (w *Worker) runSlot(p *pool, a *task.Apart, j *job, bad error) {
-	for j != nil {
-		j, bad = w.execute(p, a, j, bad)
-	}
-	p.free()
-}
-
-// takeOver stands in for a goroutine of the pool that a task ended with
-// runtime.Goexit (see execute). It does what that goroutine had left to
-// do, as if the task had returned: it finishes the job (task.Execute
-// recorded the failure before the goroutine died), runs the tasks chained
-// to it and frees the slot. Then it serves as a goroutine of the pool in
-// the dead one's place.
-func (w *Worker) takeOver(p *pool, j *job, start time.Time) {
-	next, nextBad := w.finish(p.ctx, j, start)
-	w.serve(p, func(a *task.Apart) { w.runSlot(p, a, next, nextBad) })
-}
-
-// execute runs one claimed task and stores its result. bad is set when the
-// stored task could not be decoded. It returns the next task to run in
-// the same slot (and its bad), if one was claimed in the round trip that
-// stored this one's outcome.
-//
-// A task that calls runtime.Goexit ends the goroutine running execute, so
-// execute never returns; a replacement goroutine finishes its work (see
-// takeOver).
-func (w *Worker) execute(p *pool, a *task.Apart, j *job, bad error) (next *job, nextBad error) {
-	ctx, r := p.ctx, j.r
-	if j.phase.Load() == phaseHandedBack {
-		w.untrack(j)
-		return nil, nil // shutdown handed it back before it started
-	}
-	start := time.Now()
-	switch {
-	case bad != nil:
-		// Nothing can run it; fail it with the reason rather than drop it.
-		task.Fail(r, &task.Error{Type: task.ErrorTypeBadPayload, Message: bad.Error()})
-	case lostDeliveries(r) > w.opts.MaxRedeliveries:
-		// Its earlier attempts ended without an outcome: their workers died
-		// (or were stopped) each time. It may be what kills them.
-		task.Fail(r, &task.Error{Type: task.ErrorTypeTooManyDeliveries, Message: fmt.Sprintf(
-			"attempt %d: %d earlier deliveries ended without a result (worker crashed, was killed or lost its lease); not running it again",
-			r.Attempts, lostDeliveries(r))})
-	default:
-		if w.log.Enabled(ctx, slog.LevelDebug) {
-			w.taskLog(r).Debug("task started")
-		}
-		// Goexit cannot be stopped: if the task calls it, this goroutine
-		// dies once the deferred calls have run (one in task.Execute
-		// records the failure in r). The pool's goroutines are long-lived
-		// on purpose (see fetch), so this one hands the rest of the job
-		// and its place in the pool to a replacement.
-		exited := true
-		defer func() {
-			if exited {
-				go w.takeOver(p, j, start)
-			}
-		}()
-		task.ExecuteApart(j.ctx, r, a, w.opts.RunMiddleware...)
-		exited = false
-	}
-	return w.finish(ctx, j, start)
-}
-
 // taskLog is the logger for lines about r's attempt. Build it only when a
 // line is logged: a logger per task cost ~4% of a drain of no-op tasks.
 func (w *Worker) taskLog(r *task.RawResult) *slog.Logger {
@@ -631,62 +456,6 @@ func (w *Worker) untrack(j *job) {
 	w.mu.Unlock()
 }
 
-// finish ends the attempt j holds, begun at start, once its outcome is in
-// j.r (set by task.Execute or task.Fail): it stores the outcome (unless
-// shutdown handed the task back), logs it, calls the hooks and untracks j.
-// It returns the next task to run in the slot, as execute does.
-func (w *Worker) finish(ctx context.Context, j *job, start time.Time) (next *job, nextBad error) {
-	r := j.r
-	log := func() *slog.Logger { return w.taskLog(r) }
-	defer w.untrack(j)
-	r.Progress = j.progress.final()
-	if j.cancelAsked.Load() && r.Status == task.StatusNew {
-		// A cancelled task is not retried (this attempt failed outside
-		// task.Execute, which sees to it otherwise).
-		r.Status, r.RunAfter = task.StatusFailed, time.Time{}
-	}
-	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
-		log().Info("task given up at shutdown (handed back to its queue, or to its lease if Redis did not answer)", "duration", time.Since(start))
-		return nil, nil
-	}
-	c, err := w.store(ctx, r)
-	// Tracked before the hooks below run, so that its lease is renewed.
-	next, nextBad = w.adopt(ctx, c)
-	if err != nil {
-		if errors.Is(err, broker.ErrLeaseLost) {
-			log().Warn("task finished after its lease was lost; outcome discarded, another attempt owns it", "status", r.Status, "duration", time.Since(start))
-		} else {
-			log().Error("task outcome not stored; it will run again when its lease expires", "err", err)
-		}
-		return next, nextBad
-	}
-	w.processed.Add(1)
-	if j.usedSteps() {
-		if err := w.b.EndSteps(ctx, r); err != nil {
-			log().Warn("task's steps keep their longer expiry", "err", err)
-		}
-	}
-	switch r.Status {
-	case task.StatusFailed:
-		log().Warn("task failed", "duration", time.Since(start), "error", r.Err.Error())
-	case task.StatusCancelled:
-		log().Info("task cancelled while it ran", "duration", time.Since(start))
-	case task.StatusNew:
-		log().Warn("task attempt failed; will retry", "duration", time.Since(start), "error", r.Err.Error(),
-			"retry_at", r.RunAfter.Format(time.RFC3339Nano), "max_attempts", r.MaxAttempts)
-		if w.opts.OnRetry != nil {
-			w.opts.OnRetry(ctx, r)
-		}
-		return next, nextBad // not finished: no finished hook
-	default:
-		if w.log.Enabled(ctx, slog.LevelInfo) {
-			log().Info("task complete", "duration", time.Since(start))
-		}
-	}
-	task.Finished(ctx, r)
-	return next, nextBad
-}
-
 // lostDeliveries counts the earlier deliveries of r that ended without an
 // outcome: the attempts that reached a worker (WorkerIDs has one entry per
 // attempt, task.UndeliveredWorker for a claim handed back unstarted), less
@@ -699,63 +468,6 @@ func lostDeliveries(r *task.RawResult) int {
 		}
 	}
 	return n
-}
-
-// store writes the outcome of an attempt (the result, or the retry),
-// trying again while Redis is unreachable; it gives up on a lost lease or
-// when the worker's task context ends.
-func (w *Worker) store(ctx context.Context, r *task.RawResult) (*broker.Claimed, error) {
-	var bo backoff.Backoff
-	// Only the first write asks for a next task: one that keeps failing
-	// must not claim (and hand back) a task on every try.
-	var got *broker.Claimed
-	for chain := true; ; chain = false {
-		next, err := w.storeOnce(ctx, r, chain) // a next task only with a final answer
-		if next != nil {
-			got = next
-		}
-		if errors.Is(err, broker.ErrCancelAsked) && r.Status == task.StatusNew {
-			// Its cancel was asked for while it ran, and the message did
-			// not reach this worker before it failed: not retried.
-			r.Status, r.RunAfter = task.StatusFailed, time.Time{}
-			continue
-		}
-		if err == nil || errors.Is(err, broker.ErrLeaseLost) || ctx.Err() != nil {
-			return got, err
-		}
-		d := bo.Next()
-		w.log.Warn("worker: cannot store result, retrying", "id", r.ID, "err", err, "retry_in", d)
-		if !backoff.Sleep(ctx, d) {
-			return nil, err
-		}
-	}
-}
-
-// storeReq asks the storer to write the outcome r, and with chain to
-// claim a next task along with it; the storer answers on done (buffered).
-type storeReq struct {
-	r     *task.RawResult
-	chain bool
-	done  chan storeResp
-}
-
-// storeResp is the storer's answer: the outcome's error, and the next task
-// for the slot, if the storer claimed one with it.
-type storeResp struct {
-	err  error
-	next *broker.Claimed
-}
-
-// storeOnce has the storer write r, once.
-func (w *Worker) storeOnce(ctx context.Context, r *task.RawResult, chain bool) (*broker.Claimed, error) {
-	done := make(chan storeResp, 1)
-	select {
-	case w.stores <- storeReq{r, chain, done}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("store %s: %w", r.ID, ctx.Err())
-	}
-	resp := <-done
-	return resp.next, resp.err
 }
 
 // claimedByQueue groups claimed tasks by their queue.
@@ -807,10 +519,6 @@ func (w *Worker) settle(n, got int) {
 	w.reserved -= n
 	w.claims += got
 	w.cmu.Unlock()
-	select {
-	case w.settled <- struct{}{}:
-	default:
-	}
 }
 
 // allClaimed reports whether MaxTasks tasks have been claimed.
@@ -818,89 +526,6 @@ func (w *Worker) allClaimed() bool {
 	w.cmu.Lock()
 	defer w.cmu.Unlock()
 	return w.opts.MaxTasks > 0 && w.claims >= w.opts.MaxTasks
-}
-
-// chainQueue is the queue the storer claims the next tasks from along
-// with outcomes: the worker's one queue. A worker of several queues
-// leaves claims to the fetch loop, which weighs the queues.
-func (w *Worker) chainQueue() string {
-	if w.allQueues() || len(w.opts.Queues) != 1 {
-		return ""
-	}
-	return w.opts.Queues[0]
-}
-
-// maxStoreBatch bounds the outcomes written in one round trip.
-const maxStoreBatch = 128
-
-// storeLoop writes outcomes until stop is done: one at a time when tasks
-// finish one at a time, and all that arrived during the previous round trip
-// together when many finish at once (each still atomic and fenced on its
-// own). It answers every request it takes. Each outcome frees a slot, so
-// in the same round trip it claims as many next tasks (for a worker of
-// one queue), which run in those slots: a busy worker makes one round
-// trip per task instead of two. Once Run's ctx is done, its writes carry
-// the end of the shutdown as their deadline (see shutdown).
-func (w *Worker) storeLoop(stop, ctx context.Context, sd *ShutdownWindow) {
-	batch := make([]storeReq, 0, maxStoreBatch)
-	rs := make([]*task.RawResult, 0, maxStoreBatch)
-	for {
-		select {
-		case req := <-w.stores:
-			batch = append(batch[:0], req)
-		case <-stop.Done():
-			return
-		}
-	more:
-		for len(batch) < maxStoreBatch {
-			select {
-			case req := <-w.stores:
-				batch = append(batch, req)
-			default:
-				break more
-			}
-		}
-		rs = rs[:0]
-		for _, req := range batch {
-			rs = append(rs, req.r)
-		}
-		var n int
-		q := w.chainQueue()
-		if q != "" {
-			chain := 0
-			for _, req := range batch {
-				if req.chain {
-					chain++
-				}
-			}
-			n = w.reserve(chain)
-		}
-		sctx, cancel := sd.Bound(ctx)
-		errs, next, err := w.b.StoreAndClaim(sctx, rs, q, n, w.opts.LeaseDuration, w.opts.WorkerID)
-		cancel()
-		w.settle(n, len(next))
-		if err != nil && n > 0 {
-			// The fetch loop claims once the slots are free.
-			w.log.Debug("worker: claim with stored outcomes failed", "err", err)
-		}
-		// The next tasks go to outcomes with a final answer; one whose
-		// write failed is retried by its goroutine, which holds its slot.
-		for i, req := range batch {
-			resp := storeResp{err: errs[i]}
-			if len(next) > 0 && req.chain && (errs[i] == nil || errors.Is(errs[i], broker.ErrLeaseLost) || errors.Is(errs[i], broker.ErrCancelAsked)) {
-				resp.next = &next[0]
-				next = next[1:]
-			}
-			req.done <- resp
-			batch[i] = storeReq{}
-		}
-		if len(next) > 0 {
-			hctx, cancel := sd.Bound(context.WithoutCancel(ctx))
-			w.handBackClaimed(hctx, q, next)
-			cancel()
-		}
-		clear(rs)
-	}
 }
 
 // renewLoop extends the leases of in-flight tasks every third of the lease,
@@ -963,7 +588,7 @@ func (w *Worker) handBack(end time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), end)
 	defer cancel()
 	w.mu.Lock()
-	w.handingBack = true // see adopt
+	w.handingBack = true // see trackQueued
 	w.mu.Unlock()
 	for q, jobs := range w.byQueue() {
 		var rs []*task.RawResult
