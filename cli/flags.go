@@ -31,6 +31,7 @@ type Config struct {
 	Queues          []string // empty: every queue ("*")
 	Exclude         []string // with every queue
 	Concurrency     int
+	Prefetch        int
 	WorkerID        string // empty: the worker's default
 	MaxTasks        int
 	Batch           bool
@@ -163,6 +164,9 @@ var flagDefs = []flagDef{
 		bind: func(fs *flag.FlagSet, name string, c *Config) { fs.Var(listFlag{&c.Exclude}, name, "") }},
 	{name: "concurrency", arg: "N", def: fixed("the number of CPUs, " + strconv.Itoa(runtime.NumCPU())), usage: "tasks run at once",
 		bind: func(fs *flag.FlagSet, name string, c *Config) { fs.IntVar(&c.Concurrency, name, runtime.NumCPU(), "") }},
+	{name: "prefetch", arg: "N", def: fixed("max(4 x concurrency, 32)"),
+		usage: "most tasks claimed ahead of those running, for short tasks (tasks that take longer than a claim get none); -1: none",
+		bind:  func(fs *flag.FlagSet, name string, c *Config) { fs.IntVar(&c.Prefetch, name, 0, "") }},
 	{name: "worker-id", arg: "ID", def: fixed("hostname-pid-random"), usage: "worker id recorded in results, 1 to 64 characters",
 		bind: func(fs *flag.FlagSet, name string, c *Config) { fs.StringVar(&c.WorkerID, name, "", "") }},
 	{name: "max-tasks", arg: "N", def: fixed("0, no limit"), usage: "exit after running this many tasks",
@@ -224,7 +228,7 @@ var (
 	dashboardFlags = []string{"dashboard-addr", "dashboard-token"}
 	runFlags       = slices.Concat(connFlags,
 		[]string{"result-ttl", "failed-ttl", "serializer", "max-args-size", "wait-replicas", "wait-timeout",
-			"queue", "exclude-queue", "concurrency", "worker-id", "max-tasks", "batch",
+			"queue", "exclude-queue", "concurrency", "prefetch", "worker-id", "max-tasks", "batch",
 			"shutdown-timeout", "lease", "no-startup-delay", "no-scheduler"},
 		logFlags, []string{"health-addr", "metrics-addr"}, dashboardFlags)
 	dashboardCmdFlags = slices.Concat(connFlags, []string{"result-ttl"}, logFlags, dashboardFlags)
@@ -372,6 +376,9 @@ func (s *flagSet) check() error {
 	if has("exclude-queue") && len(c.Exclude) > 0 && len(c.Queues) > 0 && !slices.Contains(c.Queues, "*") {
 		return fmt.Errorf("--exclude-queue applies only with --queue '*' (every queue); --queue %s serves only those queues",
 			strings.Join(c.Queues, ","))
+	}
+	if has("prefetch") && c.Prefetch < -1 {
+		return fmt.Errorf("--prefetch must be -1 (none), 0 (the default) or more, not %d", c.Prefetch)
 	}
 	if has("concurrency") && c.Concurrency < 1 {
 		return fmt.Errorf("--concurrency must be at least 1, not %d", c.Concurrency)

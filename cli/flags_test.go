@@ -114,6 +114,7 @@ func TestBadValuesAreRefused(t *testing.T) {
 		want string
 	}{
 		{[]string{"--concurrency", "0"}, [2]string{}, "--concurrency"},
+		{[]string{"--prefetch", "-2"}, [2]string{}, "--prefetch"},
 		{[]string{"--max-tasks", "-1"}, [2]string{}, "--max-tasks"},
 		{[]string{"--log-format", "xml"}, [2]string{}, "--log-format"},
 		{[]string{"--log-level", "loud"}, [2]string{}, "--log-level"},

@@ -89,7 +89,7 @@ func runWorker(ctx context.Context, cfg Config, log *slog.Logger, before func(Co
 		log.Warn("no tasks are defined in this program; every task will fail as unknown (import the packages that call task.Define)")
 	}
 	opts := worker.Options{
-		Queues: cfg.Queues, Exclude: cfg.Exclude, Concurrency: cfg.Concurrency, WorkerID: cfg.WorkerID,
+		Queues: cfg.Queues, Exclude: cfg.Exclude, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, WorkerID: cfg.WorkerID,
 		MaxTasks: cfg.MaxTasks, Batch: cfg.Batch, ShutdownTimeout: cfg.ShutdownTimeout,
 		LeaseDuration: cfg.LeaseDuration, NoScheduler: cfg.NoScheduler, Logger: log,
 	}
