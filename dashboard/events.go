@@ -77,6 +77,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.Close()
+	// Before the stream says it is subscribed: a Shutdown that comes
+	// after that line must find the stream registered to be ended.
+	stopping := h.shuttingDown(r)
 	rc := http.NewResponseController(w)
 	// The server's write timeout is for pages: a stream lasts.
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -90,7 +93,6 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	ping := time.NewTicker(streamPing)
 	defer ping.Stop()
-	stopping := h.shuttingDown(r)
 	for {
 		select {
 		case <-r.Context().Done():
