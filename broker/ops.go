@@ -38,19 +38,9 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 	if len(queues) == 1 {
 		return b.claimOne(ctx, queues[0], n, lease, workerID)
 	}
-	// A claim of an earlier call that got no reply is replayed first,
-	// whatever the plan says of its queue now: its tasks were claimed for
-	// this worker, and wait for nothing else.
-	var early []Claimed
-	for _, q := range queues {
-		if u := b.unsureN(b.claimRecord(q, workerID, laneClaim)); u > 0 && u <= n {
-			got, err := b.claimOne(ctx, q, u, lease, workerID)
-			early = append(early, got...)
-			n -= len(got)
-			if err != nil || n == 0 {
-				return early, err
-			}
-		}
+	early, n, err := b.replayUnsure(ctx, queues, n, lease, workerID)
+	if err != nil || n == 0 {
+		return early, err
 	}
 	order, counts, ranks, err := b.plan(ctx, queues, n)
 	if err != nil {
@@ -76,6 +66,46 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 	}
 	for qi, got := range byQueue {
 		out = append(out, got[next[qi]:]...)
+	}
+	return out, err
+}
+
+// replayUnsure claims first, on each of queues, what a claim of an earlier
+// call that got no reply may have taken (whatever the plan or the order
+// says of its queue now: its tasks were claimed for this worker, and wait
+// for nothing else). It returns them and how many of n are left.
+func (b *Redis) replayUnsure(ctx context.Context, queues []string, n int, lease time.Duration, workerID string) ([]Claimed, int, error) {
+	var early []Claimed
+	for _, q := range queues {
+		if u := b.unsureN(b.claimRecord(q, workerID, laneClaim)); u > 0 && u <= n {
+			got, err := b.claimOne(ctx, q, u, lease, workerID)
+			early = append(early, got...)
+			n -= len(got)
+			if err != nil || n == 0 {
+				return early, n, err
+			}
+		}
+	}
+	return early, n, nil
+}
+
+// ClaimInOrder is Claim for a worker that chooses the order of its queues
+// itself (weighted or strict, see worker.Options.QueueOrder): it takes as
+// many of the n tasks as it can from the first queue, then from the next,
+// and so on, each queue's in its claim order (priority, then age).
+func (b *Redis) ClaimInOrder(ctx context.Context, queues []string, n int, lease time.Duration, workerID string) ([]Claimed, error) {
+	if n <= 0 || len(queues) == 0 {
+		return nil, nil
+	}
+	out, n, err := b.replayUnsure(ctx, queues, n, lease, workerID)
+	for _, q := range queues {
+		if err != nil || n == 0 {
+			break
+		}
+		var got []Claimed
+		got, err = b.claimOne(ctx, q, n, lease, workerID)
+		out = append(out, got...)
+		n -= len(got)
 	}
 	return out, err
 }

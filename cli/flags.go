@@ -32,7 +32,9 @@ type Config struct {
 	Exclude         []string // with every queue
 	Concurrency     int
 	Prefetch        int
-	WorkerID        string // empty: the worker's default
+	QueueOrder      string         // priority, weighted or strict
+	Weights         map[string]int // for --queue-order weighted
+	WorkerID        string         // empty: the worker's default
 	MaxTasks        int
 	Batch           bool
 	ShutdownTimeout time.Duration
@@ -97,6 +99,26 @@ func (f brokerFlag) IsBoolFlag() bool   { return f.boolean }
 type listFlag struct{ l *[]string }
 
 func (f listFlag) String() string { return "" }
+
+// weightsFlag reads queue=weight pairs, comma-separated or repeated.
+type weightsFlag struct{ m *map[string]int }
+
+func (f weightsFlag) String() string { return "" }
+
+func (f weightsFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		q, w, ok := strings.Cut(strings.TrimSpace(s), "=")
+		n, err := strconv.Atoi(w)
+		if !ok || q == "" || err != nil || n < 1 {
+			return fmt.Errorf("%q is not queue=weight with a weight of 1 or more (e.g. critical=6,default=3,low=1)", s)
+		}
+		if *f.m == nil {
+			*f.m = map[string]int{}
+		}
+		(*f.m)[q] = n
+	}
+	return nil
+}
 
 func (f listFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
@@ -164,6 +186,11 @@ var flagDefs = []flagDef{
 		bind: func(fs *flag.FlagSet, name string, c *Config) { fs.Var(listFlag{&c.Exclude}, name, "") }},
 	{name: "concurrency", arg: "N", def: fixed("the number of CPUs, " + strconv.Itoa(runtime.NumCPU())), usage: "tasks run at once",
 		bind: func(fs *flag.FlagSet, name string, c *Config) { fs.IntVar(&c.Concurrency, name, runtime.NumCPU(), "") }},
+	{name: "queue-order", arg: "ORDER", def: fixed("priority"),
+		usage: "with several queues: priority (the best task of any queue first), weighted (each queue's share by --weights) or strict (in --queue's order)",
+		bind:  func(fs *flag.FlagSet, name string, c *Config) { fs.StringVar(&c.QueueOrder, name, "priority", "") }},
+	{name: "weights", arg: "Q=N,...", def: fixed("1 each"), usage: "the queues' weights for --queue-order weighted, e.g. critical=6,default=3,low=1; repeatable",
+		bind: func(fs *flag.FlagSet, name string, c *Config) { fs.Var(weightsFlag{&c.Weights}, name, "") }},
 	{name: "prefetch", arg: "N", def: fixed("max(4 x concurrency, 32)"),
 		usage: "most tasks claimed ahead of those running, for short tasks (tasks that take longer than a claim get none); -1: none",
 		bind:  func(fs *flag.FlagSet, name string, c *Config) { fs.IntVar(&c.Prefetch, name, 0, "") }},
@@ -228,7 +255,7 @@ var (
 	dashboardFlags = []string{"dashboard-addr", "dashboard-token"}
 	runFlags       = slices.Concat(connFlags,
 		[]string{"result-ttl", "failed-ttl", "serializer", "max-args-size", "wait-replicas", "wait-timeout",
-			"queue", "exclude-queue", "concurrency", "prefetch", "worker-id", "max-tasks", "batch",
+			"queue", "exclude-queue", "queue-order", "weights", "concurrency", "prefetch", "worker-id", "max-tasks", "batch",
 			"shutdown-timeout", "lease", "no-startup-delay", "no-scheduler"},
 		logFlags, []string{"health-addr", "metrics-addr"}, dashboardFlags)
 	dashboardCmdFlags = slices.Concat(connFlags, []string{"result-ttl"}, logFlags, dashboardFlags)
@@ -376,6 +403,12 @@ func (s *flagSet) check() error {
 	if has("exclude-queue") && len(c.Exclude) > 0 && len(c.Queues) > 0 && !slices.Contains(c.Queues, "*") {
 		return fmt.Errorf("--exclude-queue applies only with --queue '*' (every queue); --queue %s serves only those queues",
 			strings.Join(c.Queues, ","))
+	}
+	if has("queue-order") && !slices.Contains([]string{"priority", "weighted", "strict"}, c.QueueOrder) {
+		return fmt.Errorf("--queue-order must be priority, weighted or strict, not %q", c.QueueOrder)
+	}
+	if has("weights") && len(c.Weights) > 0 && c.QueueOrder != "weighted" {
+		return fmt.Errorf("--weights applies only with --queue-order weighted")
 	}
 	if has("prefetch") && c.Prefetch < -1 {
 		return fmt.Errorf("--prefetch must be -1 (none), 0 (the default) or more, not %d", c.Prefetch)

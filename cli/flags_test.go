@@ -115,6 +115,9 @@ func TestBadValuesAreRefused(t *testing.T) {
 	}{
 		{[]string{"--concurrency", "0"}, [2]string{}, "--concurrency"},
 		{[]string{"--prefetch", "-2"}, [2]string{}, "--prefetch"},
+		{[]string{"--queue-order", "random"}, [2]string{}, "--queue-order"},
+		{[]string{"--weights", "a=0"}, [2]string{}, "--weights"},
+		{[]string{"--weights", "a=2"}, [2]string{}, "--weights applies only"},
 		{[]string{"--max-tasks", "-1"}, [2]string{}, "--max-tasks"},
 		{[]string{"--log-format", "xml"}, [2]string{}, "--log-format"},
 		{[]string{"--log-level", "loud"}, [2]string{}, "--log-level"},

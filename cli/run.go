@@ -90,6 +90,7 @@ func runWorker(ctx context.Context, cfg Config, log *slog.Logger, before func(Co
 	}
 	opts := worker.Options{
 		Queues: cfg.Queues, Exclude: cfg.Exclude, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, WorkerID: cfg.WorkerID,
+		QueueOrder: queueOrder(cfg.QueueOrder), Weights: cfg.Weights,
 		MaxTasks: cfg.MaxTasks, Batch: cfg.Batch, ShutdownTimeout: cfg.ShutdownTimeout,
 		LeaseDuration: cfg.LeaseDuration, NoScheduler: cfg.NoScheduler, Logger: log,
 	}
@@ -140,4 +141,16 @@ func logConnection(b *broker.Redis, url string, log *slog.Logger) {
 	if tlsConf != nil && tlsConf.InsecureSkipVerify {
 		log.Warn("the Redis server's TLS certificate is not verified (--tls-skip-verify or skip_verify): for testing only")
 	}
+}
+
+// queueOrder is worker.Options.QueueOrder for --queue-order (checked
+// beforehand).
+func queueOrder(s string) worker.QueueOrder {
+	switch s {
+	case "weighted":
+		return worker.Weighted
+	case "strict":
+		return worker.Strict
+	}
+	return worker.ByPriority
 }

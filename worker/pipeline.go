@@ -128,7 +128,7 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 		var got []broker.Claimed
 		if err == nil {
 			t0 := time.Now()
-			got, err = w.b.Claim(ctx, qs, n, w.opts.LeaseDuration, w.opts.WorkerID)
+			got, err = w.claim(ctx, qs, n)
 			if len(got) > 0 {
 				ewma(&w.claimTime, time.Since(t0))
 			}

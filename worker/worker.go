@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -30,9 +31,17 @@ import (
 // Options configures a Worker. The zero value serves every queue with
 // runtime.NumCPU() goroutines.
 type Options struct {
-	// Queues to serve; order is only a tie-break, priority rules. Empty, or
-	// containing "*": every queue known to the broker, minus Exclude.
+	// Queues to serve; with the default QueueOrder their order is only a
+	// tie-break, priority rules. Empty, or containing "*": every queue
+	// known to the broker, minus Exclude.
 	Queues []string
+	// QueueOrder is how a worker of several queues chooses between them:
+	// ByPriority (the default), Weighted (by Weights) or Strict (in the
+	// order of Queues).
+	QueueOrder QueueOrder
+	// Weights are the queues' weights for QueueOrder Weighted; a queue
+	// not named weighs 1.
+	Weights map[string]int
 	// Exclude lists queues not to serve when Queues is "*".
 	Exclude []string
 	// Concurrency is the number of tasks run at once. Default runtime.NumCPU().
@@ -135,6 +144,8 @@ type Worker struct {
 	runTime, claimTime atomic.Int64
 	// ran wakes the claimer when a task has run (set by Run's claimer).
 	ran chan struct{}
+	// turns are the queues' turns under QueueOrder Weighted.
+	turns turns
 
 	// cmu guards the count of claims (MaxTasks): claims made, and
 	// reserved for the claim in flight. claimCtx is Run's ctx: once it is
@@ -228,6 +239,7 @@ func New(b *broker.Redis, opts Options) *Worker {
 		opts.Prefetch = 0
 	}
 	opts.Queues = slices.Clone(opts.Queues)
+	opts.Weights = maps.Clone(opts.Weights)
 	return &Worker{b: b, opts: opts, log: opts.Logger.With("worker", opts.WorkerID), inflight: map[jobKey]*job{}}
 }
 
