@@ -238,7 +238,9 @@ func TestRunReapsExpiredLeases(t *testing.T) {
 func TestRunDiscoversQueues(t *testing.T) {
 	_, b := setup(t)
 	runScheduler(t, scheduler.New(b, scheduler.Options{Exclude: []string{"skip"}, RefreshInterval: 20 * time.Millisecond, Logger: quiet}))
-	at := time.Now().Add(50 * time.Millisecond)
+	// Far enough ahead that the enqueue, however slow the machine, stores
+	// both as deferred (a run_after already past is stored ready).
+	at := time.Now().Add(500 * time.Millisecond)
 	enqueue(t, b, msg("skip", at), msg("new", at))
 	waitFor(t, "the new queue's task to be promoted", 5*time.Second, func() bool { return count(t, b, "new").Pending == 1 })
 	// Both queues became known together; give the excluded one's loop, were
