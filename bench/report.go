@@ -85,8 +85,9 @@ func metrics(cfg Config) []metric {
 	}
 	ms := []metric{
 		{id: "enqueue_1", label: "enqueue, 1 goroutine, 1 task/call", unit: "tasks/s", asynq: true,
+			target: "≥ 1.0× asynq", met: atLeastTimes(1.0)},
+		{id: "enqueue_16", label: "enqueue, 16 goroutines, 1 task/call", unit: "tasks/s", asynq: true,
 			target: "≥ 1.5× asynq", met: atLeastTimes(1.5)},
-		{id: "enqueue_16", label: "enqueue, 16 goroutines, 1 task/call", unit: "tasks/s", asynq: true},
 		{id: "redis_cpu_enqueue", label: "Redis CPU per task, that enqueue", unit: "µs/task", lowerBetter: true, asynq: true,
 			note: "INFO cpu; steadier than rates on a busy machine"},
 		{id: "enqueue_many_100", label: "enqueue, EnqueueMany batches of 100", unit: "tasks/s",
@@ -95,9 +96,9 @@ func metrics(cfg Config) []metric {
 		drain(16, "≥ 10× asynq", atLeastTimes(10)),
 		drain(64, "", nil),
 		{id: "redis_cpu_c16", label: "Redis CPU per task, drain at concurrency 16", unit: "µs/task", lowerBetter: true, asynq: true,
-			note: "INFO cpu"},
+			target: "≤ 10 µs", met: atMost(10), note: "INFO cpu"},
 		{id: "worker_cpu_c16", label: "worker process CPU per task, same drain", unit: "µs/task", lowerBetter: true, asynq: true,
-			note: "in-process worker, with the bench's 2 ms polling"},
+			target: "≤ 8 µs", met: atMost(8), note: "in-process worker, with the bench's 2 ms polling"},
 		{id: "drain_2proc", label: fmt.Sprintf("drain, 2 processes × concurrency %d", cfg.ProcConcurrency),
 			unit: "tasks/s", asynq: true},
 	}
