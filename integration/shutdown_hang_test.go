@@ -75,12 +75,22 @@ func TestShutdownHangIdle(t *testing.T) {
 func TestShutdownHangRunningTask(t *testing.T) {
 	e := newEnv(t)
 	w, hang := startHangableWorker(t, e, "busy")
-	// demo.sleep ends early only when its context is cancelled.
-	r, err := sleepTask.Enqueue(e.ctx, sleepArgs{Ms: 60_000, Tag: "long"})
+	// demo.record ends early only when its context is cancelled. Its
+	// start record (written through the worker's own connection) says the
+	// worker holds the task: RUNNING in Redis alone may mean that the
+	// claim's reply is still on its way, and the hang would swallow it.
+	r, err := recordTask.Enqueue(e.ctx, sleepArgs{Ms: 60_000, Tag: "long"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStatus(e.B, r.ID, 30*time.Second, task.StatusRunning)
+	e.eventually(30*time.Second, "the worker to start the task", func() (bool, string) {
+		for _, x := range e.executions() {
+			if x.ID == r.ID && x.Kind == "start" {
+				return true, ""
+			}
+		}
+		return false, "no start recorded"
+	})
 	restore := hang()
 	took := sigtermExit(t, w, hangShutdownTimeout+hangExitMargin)
 	if took < hangShutdownTimeout {
