@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -125,7 +126,8 @@ return {'cancelled', v, us, errs, first}
 //	ARGV[3] the publish command (PUBLISH, SPUBLISH or the empty string: no events)
 //	ARGV[3+i] the id of task i
 //
-// Returns the number of tasks it made CANCELLED.
+// Returns {the number of tasks it made CANCELLED, next lease expiry in
+// unix ms or -1}, as reapScript does.
 var cancelExpiredScript = newScript(`
 local ms = now_ms()
 local us = now_us()
@@ -158,7 +160,9 @@ for i = 4, #ARGV do
 end
 if n > 0 then redis.call('HINCRBY', KEYS[7], ARGV[2], n) end
 if #events > 0 then emit(pub, KEYS[9], us, events) end
-return n
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {n, -1} end
+return {n, tonumber(nxt[2])}
 `)
 
 // cancelsAskedScript reads which of some running tasks have their cancel
@@ -265,8 +269,9 @@ func (b *Redis) SubscribeCancels(ctx context.Context, queues []string) (*Subscri
 }
 
 // cancelExpired ends the tasks ids of queue, whose cancel was asked for
-// and whose lease expired, CANCELLED (see reapScript).
-func (b *Redis) cancelExpired(ctx context.Context, queue string, ids []string) (int, error) {
+// and whose lease expired, CANCELLED (see reapScript). It also returns
+// when the next lease expires (zero: nothing is running).
+func (b *Redis) cancelExpired(ctx context.Context, queue string, ids []string) (int, time.Time, error) {
 	k := b.keys(queue)
 	keys := []string{k.running, k.tasks, k.cancel, k.errors, k.first, k.unique, k.done, k.progress, k.events}
 	args := []any{b.opts.ResultTTL.Milliseconds(), string(task.StatusCancelled), b.pub}
@@ -274,11 +279,11 @@ func (b *Redis) cancelExpired(ctx context.Context, queue string, ids []string) (
 		keys = append(keys, k.result(id))
 		args = append(args, id)
 	}
-	n, err := b.run(ctx, cancelExpiredScript, keys, args...).Int()
+	n, next, err := pair(b.run(ctx, cancelExpiredScript, keys, args...))
 	if err != nil {
-		return 0, fmt.Errorf("cancel %d tasks of %s whose lease expired: %w", len(ids), queue, err)
+		return 0, time.Time{}, fmt.Errorf("cancel %d tasks of %s whose lease expired: %w", len(ids), queue, err)
 	}
-	return n, nil
+	return n, next, nil
 }
 
 // cancelPubOf is the command the scripts publish cancels with: that of

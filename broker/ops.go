@@ -76,8 +76,8 @@ func (b *Redis) Claim(ctx context.Context, queues []string, n int, lease time.Du
 // for nothing else). It returns them and how many of n are left.
 func (b *Redis) replayUnsure(ctx context.Context, queues []string, n int, lease time.Duration, workerID string) ([]Claimed, int, error) {
 	var early []Claimed
-	for _, q := range queues {
-		if u := b.unsureN(b.claimRecord(q, workerID, laneClaim)); u > 0 && u <= n {
+	for i, u := range b.unsureClaims(queues, workerID) {
+		if q := queues[i]; u > 0 && u <= n {
 			got, err := b.claimOne(ctx, q, u, lease, workerID)
 			early = append(early, got...)
 			n -= len(got)
@@ -206,7 +206,7 @@ const (
 func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID, lane string) scriptCall {
 	n = min(n, maxClaimBatch)
 	qk := b.queueKeys(queue)
-	record := b.claimRecord(queue, workerID, lane)
+	record := claimRecord(qk.tag, workerID, lane)
 	keys := make([]any, 0, len(qk.claim)+1)
 	keys = append(append(keys, qk.claim...), record)
 	return scriptCall{op: "claim", script: claimScript, keys: keys,
@@ -214,18 +214,27 @@ func (b *Redis) claimCall(queue string, n int, lease time.Duration, workerID, la
 }
 
 // claimRecord is the key of the replay record of workerID's claims on
-// lane of queue.
-func (b *Redis) claimRecord(queue, workerID, lane string) string {
-	return b.queueKeys(queue).tag + ":claim:" + workerID + ":" + lane
+// lane of the queue whose hash tag is tag.
+func claimRecord(tag, workerID, lane string) string {
+	return tag + ":claim:" + workerID + ":" + lane
 }
 
-// unsureN returns how many tasks the last claim on the lane of record
-// asked for if it ended without a reply (0 if none): the next claim
-// replays it if it asks for as many (see claimToken).
-func (b *Redis) unsureN(record string) int {
+// unsureClaims returns, for each of queues, how many tasks the last claim
+// of workerID's claiming lane asked for if it ended without a reply (0 if
+// none; nil when no claim of this backend is unsure, nearly always): the
+// next claim on that lane replays it if it asks for as many (see
+// claimToken).
+func (b *Redis) unsureClaims(queues []string, workerID string) []int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.unsure[record].n
+	if len(b.unsure) == 0 {
+		return nil
+	}
+	out := make([]int, len(queues))
+	for i, q := range queues {
+		out[i] = b.unsure[claimRecord(b.keys(q).tag, workerID, laneClaim)].n
+	}
+	return out
 }
 
 // UnsureClaims reports how many tasks the claims on queues of workerID
@@ -234,8 +243,8 @@ func (b *Redis) unsureN(record string) int {
 // may have claimed for them, instead of leaving them to their lease.
 func (b *Redis) UnsureClaims(queues []string, workerID string) int {
 	most := 0
-	for _, q := range queues {
-		most = max(most, b.unsureN(b.claimRecord(q, workerID, laneClaim)))
+	for _, u := range b.unsureClaims(queues, workerID) {
+		most = max(most, u)
 	}
 	return most
 }
@@ -453,6 +462,16 @@ func (b *Redis) StoreAndClaim(ctx context.Context, rs []*task.RawResult, queue s
 	return errs, got, claimErr
 }
 
+// resultTTL is how long the final result of r is kept: the dead-letter
+// retention for a FAILED one, else its producer's ResultTTL or this
+// backend's.
+func (b *Redis) resultTTL(r *task.RawResult) time.Duration {
+	if r.Status == task.StatusFailed {
+		return b.opts.FailedTTL
+	}
+	return cmp.Or(r.ResultTTL, b.opts.ResultTTL)
+}
+
 // retryCancelAsked is retryScript's answer for a task whose cancel was
 // asked for (ErrCancelAsked).
 const retryCancelAsked = -2
@@ -566,10 +585,7 @@ func (b *Redis) storeCalls(rs []*task.RawResult, errs []error) []scriptCall {
 				errs[i] = fmt.Errorf("finish %s: %w", r.ID, err)
 				continue
 			}
-			g := group{r.Queue, cmp.Or(r.ResultTTL, b.opts.ResultTTL)}
-			if r.Status == task.StatusFailed {
-				g.ttl = b.opts.FailedTTL // the dead-letter retention
-			}
+			g := group{r.Queue, b.resultTTL(r)}
 			ci, ok := open[g]
 			if !ok || len(calls[ci].idx) == maxFinishBatch {
 				ci = len(calls)
@@ -663,6 +679,10 @@ func (b *Redis) Reap(ctx context.Context, queue string, limit int) (int, time.Ti
 	}
 	n, _ := vals[0].(int64)
 	nxt, _ := vals[1].(int64)
+	var next time.Time
+	if nxt >= 0 {
+		next = time.UnixMilli(nxt)
+	}
 	var ids []string
 	for _, v := range vals[2:] {
 		if id, ok := v.(string); ok {
@@ -670,34 +690,14 @@ func (b *Redis) Reap(ctx context.Context, queue string, limit int) (int, time.Ti
 		}
 	}
 	if len(ids) > 0 {
-		c, err := b.cancelExpired(ctx, queue, ids)
+		// Its next lease was read before these left T:running.
+		c, cnext, err := b.cancelExpired(ctx, queue, ids)
 		if err != nil {
 			return int(n), time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
 		}
-		n += int64(c)
-		// The next expiry may have been one of those.
-		if _, nxt, err = b.nextLease(ctx, k); err != nil {
-			return int(n), time.Time{}, fmt.Errorf("reap %s: %w", queue, err)
-		}
-	}
-	var next time.Time
-	if nxt >= 0 {
-		next = time.UnixMilli(nxt)
+		n, next = n+int64(c), cnext
 	}
 	return int(n), next, nil
-}
-
-// nextLease returns whether anything runs on the queue of k, and when its
-// next lease expires (unix ms, -1 if nothing runs).
-func (b *Redis) nextLease(ctx context.Context, k keys) (bool, int64, error) {
-	z, err := b.rdb.ZRangeWithScores(ctx, k.running, 0, 0).Result()
-	if err != nil {
-		return false, -1, fmt.Errorf("read the next lease: %w", err)
-	}
-	if len(z) == 0 {
-		return false, -1, nil
-	}
-	return true, int64(z[0].Score), nil
 }
 
 // Promote makes up to limit deferred tasks of queue whose run_after has come

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/gotasks/gotasks/task"
 )
@@ -72,16 +71,7 @@ func (b *Redis) EndSteps(ctx context.Context, r *task.RawResult) error {
 	if !r.IsFinished() {
 		return nil
 	}
-	var ttl time.Duration
-	switch {
-	case r.Status == task.StatusFailed:
-		ttl = b.opts.FailedTTL
-	case r.ResultTTL > 0:
-		ttl = r.ResultTTL
-	default:
-		ttl = b.opts.ResultTTL
-	}
-	if err := b.rdb.PExpire(ctx, b.keys(r.Queue).steps(r.ID), ttl).Err(); err != nil {
+	if err := b.rdb.PExpire(ctx, b.keys(r.Queue).steps(r.ID), b.resultTTL(r)).Err(); err != nil {
 		return fmt.Errorf("expire the steps of %s: %w", r.ID, err)
 	}
 	return nil

@@ -48,7 +48,6 @@ type claimedJob struct {
 type pool struct {
 	ctx  context.Context   // the tasks' context (Run's taskCtx)
 	jobs <-chan claimedJob // closed when fetch returns
-	free func()            // gives a task's credit back, once per claimed task
 }
 
 // storeReq is an outcome for the storer: j's attempt, begun at start.
@@ -76,7 +75,8 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 	// Never full: each job in it holds a credit.
 	jobs := make(chan claimedJob, most)
 	defer close(jobs)
-	p := &pool{ctx: taskCtx, jobs: jobs, free: func() {
+	p := &pool{ctx: taskCtx, jobs: jobs}
+	w.free = func() {
 		<-credits
 		select {
 		case freed <- struct{}{}:
@@ -87,8 +87,7 @@ func (w *Worker) fetch(ctx, taskCtx context.Context, running *sync.WaitGroup, fi
 		default:
 		}
 		running.Done()
-	}}
-	w.free = p.free
+	}
 	for range w.opts.Concurrency {
 		go w.serve(p, nil)
 	}
@@ -249,7 +248,7 @@ func (w *Worker) serve(p *pool, first func()) {
 // the failure before the goroutine died). Then it serves as a runner in
 // the dead one's place.
 func (w *Worker) takeOver(p *pool, j *job, start time.Time) {
-	w.serve(p, func() { w.submit(p, j, start) })
+	w.serve(p, func() { w.submit(j, start) })
 }
 
 // execute runs one claimed task and hands its outcome to the storer. bad
@@ -263,7 +262,7 @@ func (w *Worker) execute(p *pool, a *task.Apart, j *job, bad error) {
 	if !j.phase.CompareAndSwap(phaseQueued, phaseRunning) {
 		// Shutdown handed it back before it started.
 		w.untrack(j)
-		p.free()
+		w.free()
 		return
 	}
 	start := time.Now()
@@ -303,12 +302,12 @@ func (w *Worker) execute(p *pool, a *task.Apart, j *job, bad error) {
 		default:
 		}
 	}
-	w.submit(p, j, start)
+	w.submit(j, start)
 }
 
 // submit hands j's outcome (in j.r, set by task.Execute or task.Fail) to
 // the storer, unless shutdown handed the task back meanwhile.
-func (w *Worker) submit(p *pool, j *job, start time.Time) {
+func (w *Worker) submit(j *job, start time.Time) {
 	r := j.r
 	r.Progress = j.progress.final()
 	if j.cancelAsked.Load() && r.Status == task.StatusNew {
@@ -319,7 +318,7 @@ func (w *Worker) submit(p *pool, j *job, start time.Time) {
 	if !j.phase.CompareAndSwap(phaseRunning, phaseStoring) {
 		w.taskLog(r).Info("task given up at shutdown (handed back to its queue, or to its lease if Redis did not answer)", "duration", time.Since(start))
 		w.untrack(j)
-		p.free()
+		w.free()
 		return
 	}
 	w.smu.Lock()
@@ -329,7 +328,7 @@ func (w *Worker) submit(p *pool, j *job, start time.Time) {
 		// writes it; its lease settles it.
 		w.taskLog(r).Warn("task finished after the worker stopped; outcome not stored, it runs again when its lease expires", "status", r.Status)
 		w.untrack(j)
-		p.free()
+		w.free()
 		return
 	}
 	w.stores <- storeReq{j: j, start: start} // never full: each outcome holds a credit

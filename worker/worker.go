@@ -137,7 +137,8 @@ type Worker struct {
 	// is sent to it after that (see submit).
 	smu        sync.Mutex
 	storerDone bool
-	// free gives a task's credit back (set by Run's claimer).
+	// free gives a task's credit back, once per claimed task (set by
+	// Run's claimer).
 	free func()
 	// runTime and claimTime are moving averages (ns) of a task's run and
 	// of a claim's round trip, which size the prefetch (see prefetch).
@@ -447,8 +448,7 @@ func (w *Worker) trackLocked(ctx context.Context, r *task.RawResult) *job {
 	j.ctx = task.WithProgressReporter(jctx, j)
 	w.inflight[j.key()] = j
 	if w.earlyCancelLocked(j.key()) {
-		j.cancelAsked.Store(true)
-		cancel(task.ErrCancelled)
+		w.stopCancelled(j)
 	}
 	return j
 }
