@@ -495,18 +495,39 @@ func (w *Worker) complete(ctx context.Context, c completion) {
 	task.Finished(ctx, r)
 }
 
-// handBackQueued returns the claimed tasks no runner has started to their
-// queues at once, their claims undone, and makes the claimer hand back
-// what it claims from now on (see trackQueued): shutdown runs no new task.
+// handBackQueued returns the prefetched tasks to their queues at once,
+// their claims undone, and makes the claimer hand back what it claims from
+// now on (see trackQueued): shutdown starts no task that waits for a
+// runner. Prefetched are the claimed tasks beyond what the free runners
+// take: a task claimed for a runner that was free at the SIGTERM is on its
+// way to it (its claim's reply, the channel), and starts as it would have
+// a moment before.
 func (w *Worker) handBackQueued(end time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), end)
 	defer cancel()
 	w.mu.Lock()
 	w.handingBack = true
 	w.mu.Unlock()
-	for q, jobs := range w.byQueue() {
+	byQueue := w.byQueue()
+	busy := 0
+	for _, jobs := range byQueue {
+		for _, j := range jobs {
+			if j.phase.Load() == phaseRunning {
+				busy++
+			}
+		}
+	}
+	free := max(w.opts.Concurrency-busy, 0)
+	for q, jobs := range byQueue {
 		var cs []broker.Claimed
 		for _, j := range jobs {
+			if j.phase.Load() != phaseQueued {
+				continue
+			}
+			if free > 0 {
+				free--
+				continue
+			}
 			if j.phase.CompareAndSwap(phaseQueued, phaseHandedBack) {
 				cs = append(cs, broker.Claimed{Result: j.r})
 			}

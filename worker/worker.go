@@ -604,11 +604,19 @@ func (w *Worker) handBack(end time.Time) {
 	w.mu.Unlock()
 	for q, jobs := range w.byQueue() {
 		var rs []*task.RawResult
+		var unstarted []broker.Claimed
 		for _, j := range jobs {
 			// A task whose outcome is being written is left to finish.
 			if j.phase.CompareAndSwap(phaseRunning, phaseHandedBack) {
 				rs = append(rs, j.r)
+			} else if j.phase.CompareAndSwap(phaseQueued, phaseHandedBack) {
+				// Left for a runner at the SIGTERM (see handBackQueued),
+				// and none took it since.
+				unstarted = append(unstarted, broker.Claimed{Result: j.r})
 			}
+		}
+		if len(unstarted) > 0 {
+			w.handBackClaimed(ctx, q, unstarted)
 		}
 		if len(rs) == 0 {
 			continue
